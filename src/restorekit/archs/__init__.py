@@ -1,0 +1,34 @@
+"""Architecture families.
+
+Every family module exposes the same small surface (no base classes, no registry decorators):
+
+- ``NAME``: the family key used in safetensors metadata and error messages.
+- ``Config``: a frozen dataclass of typed hyper-parameters with ``scale``, ``in_channels`` and an
+  ``alignment`` property (the pixel grid the network's strides impose; tiles start on it).
+- ``PRESETS``: official architecture configs by name.
+- ``build(config) -> nn.Module``: a network whose ``forward`` accepts any H x W (it pads/crops
+  internally where the architecture needs it) and returns the restored image; HINet returns the
+  list of stage outputs in training mode.
+- ``matches(state_dict) -> bool``: cheap key-pattern test.
+- ``infer_config(state_dict) -> Config``: hyper-parameters from tensor shapes.
+
+``FAMILIES`` is the single place that lists them, in detection order (most specific first).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import bicubic_pp, vapsr
+
+FAMILIES: dict[str, ModuleType] = {
+    vapsr.NAME: vapsr,
+    bicubic_pp.NAME: bicubic_pp,
+}
+
+
+def get_family(name: str) -> ModuleType:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown family {name!r}; valid families: {', '.join(FAMILIES)}") from None

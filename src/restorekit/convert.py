@@ -1,0 +1,62 @@
+"""``restorekit convert``: any supported checkpoint -> safetensors with metadata (family, config,
+scale, task) that loads back to the identical model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from .errors import RestorekitError
+from .loading import config_to_json
+from .model import RestorationModel, load
+
+
+def save_safetensors(model: RestorationModel, destination: str | Path, extra: dict[str, str] | None = None) -> Path:
+    """Write the model's weights and metadata atomically (temp file, then rename)."""
+    destination = Path(destination)
+    metadata = {
+        "family": model.family,
+        "config": config_to_json(model.config),
+        "scale": str(model.scale),
+        "task": model.task,
+        "format": "restorekit-1",
+    }
+    if model.preset is not None:
+        metadata["preset"] = model.preset.name
+    metadata.update(extra or {})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.net.state_dict().items()}
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
+    os.close(handle)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, destination)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return destination
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="preset name or checkpoint (.pth/.safetensors)")
+    parser.add_argument("destination", help="output .safetensors file")
+    parser.add_argument("--preset", help="architecture the checkpoint must have (error if it differs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing destination")
+
+
+def run(args: argparse.Namespace) -> int:
+    destination = Path(args.destination)
+    if destination.suffix != ".safetensors":
+        raise RestorekitError(f"{destination}: destination must end in .safetensors")
+    if destination.exists() and not args.overwrite:
+        raise RestorekitError(f"{destination}: exists; pass --overwrite to replace it")
+    if Path(args.source).resolve() == destination.resolve():
+        raise RestorekitError(f"{destination}: would overwrite the source")
+    model = load(args.source, preset=args.preset, tlc=False)
+    save_safetensors(model, destination)
+    print(f"{destination}: {model.family} {json.loads(config_to_json(model.config))}")
+    return 0

@@ -1,0 +1,23 @@
+"""Exceptions with messages meant for users (they name the file and the problem)."""
+
+from __future__ import annotations
+
+
+class RestorekitError(Exception):
+    """Base class for errors that the CLI prints as one readable line, without a traceback."""
+
+
+class DetectionError(RestorekitError):
+    """A state dict matched no family, or contradicted the architecture the user named."""
+
+
+class WeightsError(RestorekitError):
+    """A weights file could not be read, downloaded or verified."""
+
+
+class ImageError(RestorekitError):
+    """An image could not be read or written."""
+
+
+class ConfigError(RestorekitError):
+    """A configuration file or override is invalid."""

@@ -1,0 +1,105 @@
+"""RestorationModel: a network plus what callers need to know about it (family, config, scale,
+task, tile alignment), and ``load()``, the public entry point that turns a preset name or a
+weights path into one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import hub, loading
+from .archs import get_family
+from .zoo import PRESETS, Preset, get_preset
+
+
+class RestorationModel(nn.Module):
+    """Maps an NCHW float tensor in [0, 1] to the restored NCHW tensor (final output only)."""
+
+    def __init__(self, net: nn.Module, family: str, config: Any, preset: Preset | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.family = family
+        self.config = config
+        self.preset = preset
+
+    @property
+    def scale(self) -> int:
+        return int(self.config.scale)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.config.in_channels)
+
+    @property
+    def alignment(self) -> int:
+        return int(self.config.alignment)
+
+    @property
+    def task(self) -> str:
+        if self.preset is not None:
+            return self.preset.task
+        return "sr" if self.scale > 1 else "restore"
+
+    @property
+    def name(self) -> str:
+        return self.preset.name if self.preset is not None else self.family
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        if isinstance(out, (list, tuple)):  # multi-stage nets (HINet) return every stage's output
+            out = out[-1]
+        return out
+
+
+def build_model(family_name: str, config: Any, preset: Preset | None = None) -> RestorationModel:
+    """A randomly initialised model of a family and config (for training and tests)."""
+    family = get_family(family_name)
+    return RestorationModel(family.build(config), family.NAME, config, preset)
+
+
+def load(
+    name_or_path: str | Path,
+    device: str | torch.device = "cpu",
+    tlc: bool | None = None,
+    preset: str | None = None,
+) -> RestorationModel:
+    """Load a model in eval mode from a preset name or a weights file.
+
+    ``name_or_path``: a preset name (``restorekit models`` lists them) or a ``.pth``/``.safetensors``
+    path. With a path, the family and hyper-parameters are detected from the tensors; ``preset``
+    names the architecture the file is expected to have, and a contradiction is an error.
+    ``tlc``: convert global average pooling to the local form of the test-time local converter;
+    ``None`` follows the preset (on where the paper evaluated with it).
+    """
+    chosen: Preset | None = None
+    name = str(name_or_path)
+    if name in PRESETS and not Path(name).exists():
+        chosen = get_preset(name)
+        path = hub.resolve(chosen)
+    else:
+        path = Path(name_or_path)
+        if preset is not None:
+            chosen = get_preset(preset)
+    raw, metadata = loading.read_weights(path)
+    state = loading.unwrap(raw, source=str(path))
+    recorded = loading.config_from_metadata(metadata)
+    family, config = recorded if recorded is not None else loading.detect(state, source=str(path))
+    if chosen is not None:
+        loading.check_expected(family, config, get_family(chosen.family), chosen.config, str(path))
+    net = family.build(config)
+    loading.load_strict(net, state, family.NAME, source=str(path))
+    model = RestorationModel(net, family.NAME, config, chosen)
+    use_tlc = chosen.tlc if (tlc is None and chosen is not None) else bool(tlc)
+    if use_tlc:
+        from .tlc import convert_to_local
+
+        train_size = chosen.train_size if chosen is not None else 256
+        convert_to_local(model.net, train_size=(train_size, train_size))
+    return model.eval().to(device)

@@ -1,0 +1,163 @@
+"""Named presets: architecture, weights source (URL + sha256), license, task, paper numbers and the
+metric convention those numbers were measured under.
+
+Architecture hyper-parameters live with each family (``archs/<family>.py: PRESETS``); a zoo preset
+points at one by name so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .archs import get_family
+from .conventions import DERAIN_Y, GRAY, RESTORATION_RGB, SIDD_FLOAT, SR_Y, MetricConvention
+
+TASKS = ("denoise", "deblur", "derain", "sr")
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    psnr: float
+    ssim: float | None = None
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    family: str
+    arch: str  # key into the family's PRESETS
+    task: str
+    description: str
+    convention: MetricConvention
+    filename: str | None = None  # weights file name, searched in RESTOREKIT_WEIGHTS, package, cache
+    url: str | None = None
+    sha256: str | None = None
+    license: str = "unknown"
+    non_commercial: bool = False
+    tlc: bool = False  # the paper evaluated these weights with the test-time local converter
+    train_size: int = 256  # training crop, which sets TLC's pooling window
+    paper: dict[str, PaperResult] = field(default_factory=dict)
+    source: str = ""  # where the weights come from, in words
+
+    @property
+    def config(self) -> Any:
+        return get_family(self.family).PRESETS[self.arch]
+
+    @property
+    def scale(self) -> int:
+        return int(self.config.scale)
+
+
+_VAPSR_URL = "https://github.com/zhoumumu/VapSR/raw/404c584e21ed92b3c9ddc3da8272d366c978148f/"
+_BICUBIC_PP_URL = (
+    "https://github.com/aselsan-research-imaging-team/bicubic-plusplus/raw/"
+    "52084c8d016f5e8a5cd62c050e47536a0d022177/pretrained/"
+)
+# Official NAFNet files are on Google Drive; this git-LFS mirror serves byte-identical copies
+# (same sha256 as the table the NAFNet authors' community republished).
+_NAFNET_URL = "https://github.com/marduk191/ComfyUI-NAFNet_plus/raw/1a141beb16869b2ea4d3effe2b3431cc21f343c7/models/"
+
+_PRESETS: list[Preset] = [
+    # --- VapSR (weights in the official git repo; no license stated upstream) ---
+    Preset("vapsr-x2", "vapsr", "vapsr_x2", "sr", "VapSR x2 (DF2K, bicubic)", SR_Y,
+           "VapSR_X2.pth", _VAPSR_URL + "VapSR_X2.pth",
+           "6cbe6af3c18c16c8a2c9b83f484761693884f972e29a4a20e84f64b84d0a10cc",
+           license="none stated", source="zhoumumu/VapSR"),
+    Preset("vapsr-x3", "vapsr", "vapsr_x3", "sr", "VapSR x3 (DF2K, bicubic)", SR_Y,
+           "VapSR_X3.pth", _VAPSR_URL + "VapSR_X3.pth",
+           "5c0052ea719174ea43e55f337655196fa1564ba2e0b04c3220a1312a18405a09",
+           license="none stated", source="zhoumumu/VapSR"),
+    Preset("vapsr-x4", "vapsr", "vapsr_x4", "sr", "VapSR x4 (DF2K, bicubic)", SR_Y,
+           "VapSR_X4.pth", _VAPSR_URL + "VapSR_X4.pth",
+           "fa6b84a174d8994eaaaa38156c9d751109b27c833bceeeb6018523e4d8a48ea0",
+           license="none stated", source="zhoumumu/VapSR",
+           paper={"Set5": PaperResult(32.38, 0.8978), "Set14": PaperResult(28.77, 0.7852),
+                  "B100": PaperResult(27.68, 0.7398), "Urban100": PaperResult(26.35, 0.7941)}),
+    Preset("vapsr-s", "vapsr", "vapsr_s", "sr", "VapSR-S x4, NTIRE22 efficient SR", SR_Y,
+           "VapSR-S.pth", _VAPSR_URL + "VapSR-S.pth",
+           "4ca434fcdd4abb327e281b3f7930fe9802b36d3d6acfbe785843fee5db7e0cfe",
+           license="none stated", source="zhoumumu/VapSR",
+           paper={"Set5": PaperResult(32.14, 0.8951), "Set14": PaperResult(28.64, 0.7826),
+                  "B100": PaperResult(27.60, 0.7373), "Urban100": PaperResult(26.05, 0.7852)}),
+    # --- Bicubic++ (CC BY-NC-SA 4.0) ---
+    Preset("bicubic-pp-x3", "bicubic_pp", "bicubic_pp_x3", "sr", "Bicubic++ x3, real-time SR", SR_Y,
+           "bicubic_pp_x3.pth", _BICUBIC_PP_URL + "bicubic_pp_x3.pth",
+           "38a0cff7927b7658c78f19df2281d0e5c3b20e948955e9dd58e9f91d13ebc7df",
+           license="CC BY-NC-SA 4.0", non_commercial=True,
+           source="aselsan-research-imaging-team/bicubic-plusplus"),
+]
+
+
+def _nafnet_presets() -> list[Preset]:
+    rows = [
+        # name, arch, task, tlc, file, sha256, dataset, psnr, ssim, convention
+        ("nafnet-sidd-w32", "nafnet_sidd_w32", "denoise", False, "NAFNet-SIDD-width32.pth",
+         "89c70e808d1783b6c07911306e106aaf0d4f7f3da8c61078b99ff7f8929a26f4", "SIDD", 39.9672, 0.9599, SIDD_FLOAT),
+        ("nafnet-sidd-w64", "nafnet_sidd_w64", "denoise", False, "NAFNet-SIDD-width64.pth",
+         "cd685efaae01f7c4e9951f2deab05780079c8eb1e49ed664b72f6db04dabb445", "SIDD", 40.3045, 0.9614, SIDD_FLOAT),
+        ("nafnet-gopro-w32", "nafnet_gopro_w32", "deblur", True, "NAFNet-GoPro-width32.pth",
+         "19394e6155d12ef6371d1d57496f87f0ec88f92bdffa27c0792690722d5d1a5c", "GoPro", 32.8705, 0.9606, RESTORATION_RGB),
+        ("nafnet-gopro-w64", "nafnet_gopro_w64", "deblur", True, "NAFNet-GoPro-width64.pth",
+         "329d3ab4077b8d6b7ff61de376e483714667960bf85be027bf4335cda701196f", "GoPro", 33.7103, 0.9668, RESTORATION_RGB),
+        ("nafnet-reds-w64", "nafnet_reds_w64", "deblur", True, "NAFNet-REDS-width64.pth",
+         "175fe8b3cdf3abedfbc87769779c3d9f491e05bb2e73ea9d627883f90a4b2df3", "REDS", 29.0903, 0.8671, RESTORATION_RGB),
+    ]
+    presets = [
+        Preset(name, "nafnet", arch, task, f"NAFNet {arch.split('_', 1)[1]}", conv, file, _NAFNET_URL + file, sha,
+               license="MIT", tlc=tlc, source="megvii-research/NAFNet (Google Drive; LFS mirror)",
+               paper={dataset: PaperResult(psnr, ssim)})
+        for name, arch, task, tlc, file, sha, dataset, psnr, ssim, conv in rows
+    ]
+    baseline_rows = [
+        ("baseline-sidd-w32", "baseline_sidd_w32", "denoise", False, "Baseline-SIDD-width32.pth", "SIDD", 39.8857, 0.9596, SIDD_FLOAT),
+        ("baseline-sidd-w64", "baseline_sidd_w64", "denoise", False, "Baseline-SIDD-width64.pth", "SIDD", 40.2970, 0.9617, SIDD_FLOAT),
+        ("baseline-gopro-w32", "baseline_gopro_w32", "deblur", True, "Baseline-GoPro-width32.pth", "GoPro", 32.4799, 0.9575, RESTORATION_RGB),
+        ("baseline-gopro-w64", "baseline_gopro_w64", "deblur", True, "Baseline-GoPro-width64.pth", "GoPro", 33.3960, 0.9649, RESTORATION_RGB),
+    ]
+    presets += [
+        Preset(name, "nafnet", arch, task, f"Baseline {arch.split('_', 1)[1]}", conv, file, license="MIT", tlc=tlc,
+               source="megvii-research/NAFNet (Google Drive only: download by hand into RESTOREKIT_WEIGHTS)",
+               paper={dataset: PaperResult(psnr, ssim)})
+        for name, arch, task, tlc, file, dataset, psnr, ssim, conv in baseline_rows
+    ]
+    return presets
+
+
+def _hinet_presets() -> list[Preset]:
+    rows = [
+        ("hinet-sidd-1x", "hinet_sidd_1x", "denoise", "HINet-SIDD-1x.pth", {"SIDD": PaperResult(39.99, 0.958)}, SIDD_FLOAT),
+        ("hinet-sidd-0.5x", "hinet_sidd_0.5x", "denoise", "HINet-SIDD-0.5x.pth", {"SIDD": PaperResult(39.82, 0.958)}, SIDD_FLOAT),
+        ("hinet-gopro", "hinet_gopro", "deblur", "HINet-GoPro.pth", {"GoPro": PaperResult(32.77, 0.959)}, RESTORATION_RGB),
+        ("hinet-reds", "hinet_reds", "deblur", "HINet-REDS.pth", {"REDS": PaperResult(28.83, 0.862)}, RESTORATION_RGB),
+        ("hinet-rain13k", "hinet_rain13k", "derain", "HINet-Rain13k.pth",
+         {"Test100": PaperResult(30.29, 0.906), "Rain100H": PaperResult(30.65, 0.894),
+          "Rain100L": PaperResult(37.28, 0.970), "Test2800": PaperResult(33.91, 0.941),
+          "Test1200": PaperResult(33.05, 0.919)}, DERAIN_Y),
+    ]
+    return [
+        Preset(name, "hinet", arch, task, f"HINet {arch.split('_', 1)[1]}", conv, file, license="MIT",
+               source="megvii-model/HINet (Google Drive only: download by hand into RESTOREKIT_WEIGHTS)", paper=paper)
+        for name, arch, task, file, paper, conv in rows
+    ]
+
+
+def _rednet_presets() -> list[Preset]:
+    # No official PyTorch weights exist (Caffe only); these presets give the architecture.
+    return [
+        Preset("red30-gray", "rednet", "red30", "denoise", "RED30, 1 channel, 128 wide (released layout)", GRAY,
+               source="architecture only: official weights are Caffe models that are not retrievable",
+               paper={"BSD200-sigma30": PaperResult(27.95, 0.8019), "Set5-x3": PaperResult(33.82, 0.9230)}),
+    ]
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in [*_PRESETS, *_nafnet_presets(), *_hinet_presets(), *_rednet_presets()]
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}") from None
