@@ -1,0 +1,121 @@
+"""The one loading path: official checkpoints (VapSR, Bicubic++), wrappers, prefixes, safetensors
+round trips, and readable errors for files that fit no family or contradict a preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import restorekit
+from restorekit import loading
+from restorekit.archs import bicubic_pp, vapsr
+from restorekit.complexity import count_params
+from restorekit.convert import save_safetensors
+from restorekit.errors import DetectionError, WeightsError
+from restorekit.model import build_model
+
+OFFICIAL = {
+    # preset: (exact parameter count from the official checkpoint, scale)
+    "vapsr-x2": (329_236, 2),
+    "vapsr-x3": (336_811, 3),
+    "vapsr-x4": (342_220, 4),
+    "vapsr-s": (154_956, 4),
+    "bicubic-pp-x3": (50_400, 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL))
+def test_official_weights_load_with_exact_params(name: str, shared_weights: Path) -> None:
+    model = restorekit.load(name)
+    params, scale = OFFICIAL[name]
+    assert count_params(model) == params
+    assert model.scale == scale
+    assert not model.training
+    x = torch.rand(1, 3, 11, 14)
+    with torch.inference_mode():
+        y = model(x)
+    assert y.shape == (1, 3, 11 * scale, 14 * scale)
+    assert torch.isfinite(y).all()
+
+
+def test_vapsr_checkpoint_prefers_params_ema(shared_weights: Path) -> None:
+    raw, _ = loading.read_weights(shared_weights / "vapsr" / "VapSR_X4.pth")
+    assert {"params", "params_ema"} <= raw.keys()
+    state = loading.unwrap(raw)
+    assert all(torch.equal(state[k], raw["params_ema"][k]) for k in state)
+    assert any(not torch.equal(raw["params"][k], raw["params_ema"][k]) for k in state)
+
+
+def test_file_path_detects_family_and_config(shared_weights: Path) -> None:
+    model = restorekit.load(shared_weights / "vapsr" / "VapSR-S.pth")
+    assert model.family == "vapsr"
+    assert model.config == vapsr.PRESETS["vapsr_s"]
+    model = restorekit.load(shared_weights / "bicubicpp" / "bicubic_pp_x3.pth")
+    assert model.config == bicubic_pp.PRESETS["bicubic_pp_x3"]
+
+
+def test_preset_contradiction_is_a_readable_error(shared_weights: Path) -> None:
+    with pytest.raises(DetectionError, match=r"num_block=20 \(expected 21\)"):
+        restorekit.load(shared_weights / "vapsr" / "VapSR_X2.pth", preset="vapsr-x4")
+    with pytest.raises(DetectionError, match="expected a vapsr checkpoint"):
+        restorekit.load(shared_weights / "bicubicpp" / "bicubic_pp_x3.pth", preset="vapsr-x4")
+
+
+@pytest.mark.parametrize(
+    "family,config",
+    [
+        ("vapsr", vapsr.Config(scale=3, num_feat=8, num_block=2, d_atten=8)),
+        ("vapsr", vapsr.Config(scale=4, num_feat=8, num_block=1, d_atten=4, conv_groups=2)),
+        ("bicubic_pp", bicubic_pp.Config(channels=6, bias=True)),
+        ("bicubic_pp", bicubic_pp.Config(scale=2, channels=4)),
+    ],
+)
+def test_round_trip_state_dict_and_safetensors(family: str, config: object, tmp_path: Path) -> None:
+    model = build_model(family, config).eval()
+    state = model.net.state_dict()
+    found_family, found_config = loading.detect(state)
+    assert found_family.NAME == family and found_config == config
+
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"params": {f"module.{k}": v for k, v in state.items()}}, wrapped)
+    st_path = save_safetensors(model, tmp_path / "model.safetensors")
+    x = torch.rand(1, 3, 9, 13)
+    with torch.inference_mode():
+        expected = model(x)
+        for path in (wrapped, st_path):
+            loaded = restorekit.load(path)
+            assert loaded.config == config
+            assert torch.equal(loaded(x), expected)
+
+
+def test_unknown_state_dict_names_what_was_found(tmp_path: Path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(DetectionError, match="matches no known family.*encoder.weight"):
+        restorekit.load(path)
+
+
+def test_partial_checkpoint_lists_missing_keys(tmp_path: Path) -> None:
+    state = build_model("bicubic_pp", bicubic_pp.Config()).net.state_dict()
+    net = bicubic_pp.build(bicubic_pp.Config())
+    del state["conv2.weight"]
+    with pytest.raises(DetectionError, match="missing 1 .*conv2.weight"):
+        loading.load_strict(net, state, "bicubic_pp")
+
+
+def test_pickled_objects_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pth"
+    torch.save({"params": {"conv0.weight": torch.zeros(1)}, "obj": Path("x")}, path)
+    with pytest.raises(WeightsError, match="weights_only"):
+        restorekit.load(path)
+
+
+def test_missing_and_corrupt_files(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="not found"):
+        restorekit.load(tmp_path / "nope.pth")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="bad.safetensors"):
+        restorekit.load(bad)
