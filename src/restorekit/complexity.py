@@ -13,7 +13,10 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, height: int, width: int, channels: int = 3) -> int:
-    """Multiply-accumulates of one forward pass on a 1 x C x H x W input."""
+    """Multiply-accumulates of one forward pass on a 1 x C x H x W input.
+
+    Works on a model built on the ``meta`` device too, which makes counting large models instant.
+    """
     device = next(model.parameters()).device
     x = torch.zeros(1, channels, height, width, device=device)
     counter = FlopCounterMode(display=False)
