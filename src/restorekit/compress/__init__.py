@@ -1,0 +1,2 @@
+"""Bicubic++ compression: global structured pruning, bias removal, and the three-stage pipeline
+(``restorekit compress``)."""

@@ -1,0 +1,126 @@
+"""Bicubic++ compression: structured pruning, bias removal, and the three-stage pipeline plumbing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from restorekit.archs import bicubic_pp
+from restorekit.compress import prune as P
+from restorekit.errors import RestorekitError
+from restorekit.loading import detect
+
+
+def _wide(channels: int = 6, bias: bool = True) -> bicubic_pp.BicubicPlusPlus:
+    net = bicubic_pp.BicubicPlusPlus(bicubic_pp.Config(channels=channels, bias=bias))
+    with torch.no_grad():  # non-zero biases so that the bias paths are exercised
+        for p in net.parameters():
+            if p.ndim == 1:
+                p.uniform_(-0.1, 0.1)
+    return net
+
+
+def test_pruned_model_has_requested_channels(device: torch.device) -> None:
+    net = _wide(6).to(device)
+    small = P.prune(net, 4)
+    assert small.config.channels == 4 and small.config.bias
+    assert small.conv0.weight.shape == (4, 3, 3, 3)
+    assert small.conv1.weight.shape == (4, 4, 3, 3)
+    assert small.conv2.weight.shape == (4, 4, 3, 3)
+    assert small.conv_out.weight.shape == (108, 4, 3, 3)
+    out = small(torch.rand(1, 3, 8, 10, device=device))
+    assert out.shape == (1, 3, 24, 30) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("group", ["skip", "mid"])
+def test_zero_channel_is_pruned_first(group: str) -> None:
+    net = _wide(6)
+    with torch.no_grad():
+        if group == "skip":  # only the outgoing side is zero: the channel is dead all the same
+            net.conv1.weight[:, 2] = 0
+            net.conv_out.weight[:, 2] = 0
+        else:
+            net.conv1.weight[2] = 0
+            net.conv1.bias[2] = 0
+    scores = P.weight_importance(net)[group]
+    assert scores[2] == 0 and (scores[torch.arange(6) != 2] > 0).all()
+    keep = P.select_channels(net, 5)
+    assert 2 not in keep[group].tolist()
+    other = "mid" if group == "skip" else "skip"
+    assert len(keep[other]) == 5
+
+
+def test_importance_is_invariant_to_leaky_relu_rescaling() -> None:
+    net = _wide(6)
+    before = P.weight_importance(net)["mid"].clone()
+    with torch.no_grad():  # scale conv1's channel 1 up by 4 and conv2's reading of it down by 4
+        net.conv1.weight[1] *= 4
+        net.conv1.bias[1] *= 4
+        net.conv2.weight[:, 1] /= 4
+    torch.testing.assert_close(P.weight_importance(net)["mid"], before)
+
+
+def test_joint_pruning_matches_wide_model_with_channels_zeroed(device: torch.device) -> None:
+    net = _wide(7).to(device)
+    keep = P.select_channels(net, 5)
+    small = P.prune(net, 5, keep)
+    zeroed = bicubic_pp.BicubicPlusPlus(net.config).to(device)
+    zeroed.load_state_dict(net.state_dict())
+    P.zero_channels(zeroed, keep)
+    x = torch.rand(2, 3, 12, 14, device=device)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), zeroed(x), rtol=1e-5, atol=1e-6)
+        # and the pruning did change the function (the dropped channels carried signal)
+        assert (net(x) - small(x)).abs().max() > 1e-4
+
+
+def test_explicit_keep_lists_are_honoured() -> None:
+    net = _wide(5)
+    keep = {"skip": torch.tensor([0, 1, 4]), "mid": torch.tensor([1, 2, 3])}
+    small = P.prune(net, 3, keep)
+    torch.testing.assert_close(small.conv0.weight, net.conv0.weight[[0, 1, 4]])
+    torch.testing.assert_close(small.conv2.weight, net.conv2.weight[[0, 1, 4]][:, [1, 2, 3]])
+    torch.testing.assert_close(small.conv_out.bias, net.conv_out.bias)
+
+
+def test_prune_rejects_bad_requests() -> None:
+    with pytest.raises(RestorekitError, match="cannot prune"):
+        P.prune(_wide(4), 5)
+    with pytest.raises(RestorekitError, match="Bicubic"):
+        P.weight_importance(torch.nn.Conv2d(3, 3, 3))
+
+
+def test_remove_bias_gives_the_official_layout() -> None:
+    wide = bicubic_pp.BicubicPlusPlus(bicubic_pp.PRESETS["bicubic_pp_x3_wide"])
+    pruned = P.prune(wide, 32)
+    free, largest = P.remove_bias(pruned)
+    state = free.state_dict()
+    assert sorted(state) == ["conv0.weight", "conv1.weight", "conv2.weight", "conv_out.weight"]
+    family, config = detect(state)
+    assert family is bicubic_pp
+    assert config == bicubic_pp.PRESETS["bicubic_pp_x3"]  # channels 32, bias False
+    assert largest == max(b.abs().max().item() for b in (pruned.conv0.bias, pruned.conv_out.bias, pruned.conv1.bias))
+    # weights are carried over untouched
+    torch.testing.assert_close(free.conv1.weight, pruned.conv1.weight)
+
+
+def test_remove_bias_is_exact_when_biases_are_zero() -> None:
+    net = _wide(4)
+    with torch.no_grad():
+        for m in (net.conv0, net.conv1, net.conv2, net.conv_out):
+            m.bias.zero_()
+    free, largest = P.remove_bias(net)
+    assert largest == 0.0
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(free(x), net(x))
+    assert P.bias_norm(free).item() == 0.0
+    assert P.bias_norm(_wide(4)).item() > 0.0
+
+
+def test_prune_keeps_config_fields_other_than_channels() -> None:
+    net = bicubic_pp.BicubicPlusPlus(dataclasses.replace(bicubic_pp.Config(), channels=6, bias=False, scale=2))
+    small = P.prune(net, 3)
+    assert small.config == bicubic_pp.Config(channels=3, bias=False, scale=2)
