@@ -1,0 +1,1 @@
+"""Data: synthetic degradations (``degrade``) for training and evaluation."""
