@@ -1,0 +1,279 @@
+"""Training and validation image sets, with randomness that depends only on (seed, epoch, position).
+
+- :class:`PairedFolder`: LQ and GT folders matched by file stem; an LQ name may carry a scale suffix
+  (``0001x4.png`` pairs with ``0001.png``). Unmatched files are an error that lists them.
+- :class:`DegradedFolder`: GT only; the LQ is synthesised on the fly by a degradation spec
+  (``restorekit.data.degrade.parse_degradation``), after cropping, so only the patch is degraded.
+
+Both return ``(lq, gt)`` float tensors in [0, 1], CHW. Items are requested with a :class:`SampleKey`
+(``epoch, position, index``) rather than a bare index: every random choice for that sample (crop,
+flips, noise level) comes from a generator seeded by ``(seed, epoch, position)``. The same key gives
+the same sample in any worker process, under any world size, and after a resume, which is what makes
+resumed and distributed runs reproduce an uninterrupted single-process run exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ConfigError, ImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class SampleKey(NamedTuple):
+    epoch: int
+    position: int  # place in the epoch's global order (distinct even when ``repeat`` revisits an image)
+    index: int  # image index in the folder
+
+
+def sample_generator(seed: int, epoch: int, position: int) -> torch.Generator:
+    """A generator for one sample; the constants only spread nearby keys apart."""
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + epoch * 7_919 + position * 104_729) % (2**63 - 1))
+    return g
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: image folder not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ConfigError(f"{folder}: contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_image(path: Path, channels: int) -> torch.Tensor:
+    """CHW float32 in [0, 1]. ``channels`` 1 converts to grey (PIL ``L``: ITU-R 601 luma), 3 to RGB."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("I;16", "I;16B", "I"):  # 16-bit grey: keep the precision
+                array = np.asarray(img, dtype=np.float32) / 65535.0
+                tensor = torch.from_numpy(array)[None]
+                return tensor.expand(channels, -1, -1).contiguous() if channels == 3 else tensor
+            img = img.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read image ({exc})") from exc
+    tensor = torch.from_numpy(array.copy()).float().div_(255.0)
+    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+_SCALE_SUFFIX = re.compile(r"(?:[_-]?x\d+)$", re.IGNORECASE)
+
+
+def pair_files(lq_dir: str | Path, gt_dir: str | Path) -> list[tuple[Path, Path]]:
+    """Match LQ to GT files by stem, tolerating a ``x4``/``_x4`` suffix on the LQ stem."""
+    lq_files, gt_files = list_images(lq_dir), list_images(gt_dir)
+    gt_by_stem = {p.stem: p for p in gt_files}
+    pairs: list[tuple[Path, Path]] = []
+    unmatched_lq: list[str] = []
+    used: set[str] = set()
+    for lq in lq_files:
+        stem = lq.stem if lq.stem in gt_by_stem else _SCALE_SUFFIX.sub("", lq.stem)
+        if stem in gt_by_stem and stem not in used:
+            pairs.append((lq, gt_by_stem[stem]))
+            used.add(stem)
+        else:
+            unmatched_lq.append(lq.name)
+    unmatched_gt = [p.name for p in gt_files if p.stem not in used]
+    if unmatched_lq or unmatched_gt:
+        parts = []
+        if unmatched_lq:
+            parts.append(f"LQ without GT in {lq_dir}: {', '.join(unmatched_lq[:10])}")
+        if unmatched_gt:
+            parts.append(f"GT without LQ in {gt_dir}: {', '.join(unmatched_gt[:10])}")
+        raise ConfigError("unmatched image files; " + "; ".join(parts))
+    return pairs
+
+
+@dataclass(frozen=True)
+class Augment:
+    patch: int | None = None  # GT crop size; must be a multiple of the scale
+    flip: bool = False
+    rot90: bool = False
+
+
+def crop_and_augment(
+    lq: torch.Tensor, gt: torch.Tensor, scale: int, augment: Augment, g: torch.Generator, source: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crop aligned to the scale grid (LQ pixel (y, x) <-> GT block (s*y, s*x)), then dihedral aug."""
+    if augment.patch is not None:
+        lq_patch = augment.patch // scale
+        height, width = lq.shape[-2:]
+        if height < lq_patch or width < lq_patch:
+            raise ImageError(f"{source}: LQ {width}x{height} is smaller than the {lq_patch}px training patch")
+        top = int(torch.randint(0, height - lq_patch + 1, (1,), generator=g))
+        left = int(torch.randint(0, width - lq_patch + 1, (1,), generator=g))
+        lq = lq[..., top : top + lq_patch, left : left + lq_patch]
+        gt = gt[..., top * scale : (top + lq_patch) * scale, left * scale : (left + lq_patch) * scale]
+    # Draw all three bits every time so the stream does not depend on which augmentations are on.
+    bits = torch.randint(0, 2, (3,), generator=g).tolist()
+    if augment.flip and bits[0]:
+        lq, gt = lq.flip(-1), gt.flip(-1)
+    if augment.flip and bits[1]:
+        lq, gt = lq.flip(-2), gt.flip(-2)
+    if augment.rot90 and bits[2]:
+        lq, gt = lq.transpose(-1, -2), gt.transpose(-1, -2)
+    return lq.contiguous(), gt.contiguous()
+
+
+class _ImageCache:
+    """Decoded images kept in memory when ``cache`` is on (each worker process holds its own copy)."""
+
+    def __init__(self, channels: int, enabled: bool) -> None:
+        self.channels = channels
+        self.enabled = enabled
+        self.images: dict[Path, torch.Tensor] = {}
+
+    def get(self, path: Path) -> torch.Tensor:
+        if not self.enabled:
+            return read_image(path, self.channels)
+        if path not in self.images:
+            self.images[path] = read_image(path, self.channels)
+        return self.images[path]
+
+
+class PairedFolder(torch.utils.data.Dataset):
+    """LQ/GT folders matched by name. With ``augment.patch`` the pair is randomly cropped."""
+
+    def __init__(
+        self,
+        lq_dir: str | Path,
+        gt_dir: str | Path,
+        scale: int,
+        channels: int = 3,
+        augment: Augment = Augment(),
+        seed: int = 0,
+        cache: bool = True,
+        max_images: int | None = None,
+    ) -> None:
+        _check_patch(augment, scale)
+        self.pairs = pair_files(lq_dir, gt_dir)[:max_images]
+        self.scale, self.augment, self.seed = scale, augment, seed
+        self.cache = _ImageCache(channels, cache)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def name(self, index: int) -> str:
+        return self.pairs[index][1].stem
+
+    def __getitem__(self, key: SampleKey | int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = _as_key(key)
+        lq_path, gt_path = self.pairs[key.index]
+        lq, gt = self.cache.get(lq_path), self.cache.get(gt_path)
+        s = self.scale
+        if gt.shape[-2] < lq.shape[-2] * s or gt.shape[-1] < lq.shape[-1] * s:
+            raise ImageError(
+                f"{gt_path}: GT {gt.shape[-1]}x{gt.shape[-2]} is smaller than scale {s} x "
+                f"LQ {lq_path.name} {lq.shape[-1]}x{lq.shape[-2]}"
+            )
+        gt = gt[..., : lq.shape[-2] * s, : lq.shape[-1] * s]  # mod-crop: GT datasets are often not multiples
+        return crop_and_augment(lq, gt, s, self.augment, sample_generator(self.seed, key.epoch, key.position), str(lq_path))
+
+
+class DegradedFolder(torch.utils.data.Dataset):
+    """GT folder; the LQ is ``degradation(gt_crop)``. The degradation's scale must match the model's."""
+
+    def __init__(
+        self,
+        gt_dir: str | Path,
+        degradation: str,
+        scale: int,
+        channels: int = 3,
+        augment: Augment = Augment(),
+        seed: int = 0,
+        cache: bool = True,
+        max_images: int | None = None,
+    ) -> None:
+        from .degrade import parse_degradation
+
+        _check_patch(augment, scale)
+        self.degradation = parse_degradation(degradation)
+        if self.degradation.scale != scale:
+            raise ConfigError(
+                f"degradation {degradation!r} downscales by {self.degradation.scale} but the model's scale is {scale}"
+            )
+        self.files = list_images(gt_dir)[:max_images]
+        self.scale, self.augment, self.seed = scale, augment, seed
+        self.cache = _ImageCache(channels, cache)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def name(self, index: int) -> str:
+        return self.files[index].stem
+
+    def __getitem__(self, key: SampleKey | int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = _as_key(key)
+        path = self.files[key.index]
+        gt = self.cache.get(path)
+        s = self.scale
+        gt = gt[..., : gt.shape[-2] // s * s, : gt.shape[-1] // s * s]
+        g = sample_generator(self.seed, key.epoch, key.position)
+        if self.augment.patch is not None:
+            # Crop the GT first (on the scale grid) so only the patch is degraded.
+            lq_grid = gt[..., ::s, ::s]
+            _, gt = crop_and_augment(lq_grid, gt, s, Augment(self.augment.patch), g, str(path))
+        lq = self.degradation(gt, g)
+        return crop_and_augment(lq, gt, s, Augment(None, self.augment.flip, self.augment.rot90), g, str(path))
+
+
+def _check_patch(augment: Augment, scale: int) -> None:
+    if augment.patch is not None and (augment.patch <= 0 or augment.patch % scale):
+        raise ConfigError(f"data patch {augment.patch} must be a positive multiple of the scale {scale}")
+
+
+def _as_key(key: SampleKey | int) -> SampleKey:
+    if isinstance(key, (int, np.integer)):
+        return SampleKey(0, int(key), int(key))
+    return SampleKey(*key)
+
+
+class EpochBatchSampler(torch.utils.data.Sampler[list[SampleKey]]):
+    """Batches of :class:`SampleKey` for one process of a (possibly distributed) run.
+
+    Each epoch is a permutation of ``len(dataset) * repeat`` positions drawn from ``(seed, epoch)``;
+    it is cut into GLOBAL batches of ``batch_size * world_size`` and process ``rank`` takes its slice
+    of each, so the union over ranks at every step is exactly the single-process batch of the same
+    global size. The last incomplete global batch is dropped. ``start_batch`` skips batches already
+    trained in the epoch (resume).
+    """
+
+    def __init__(
+        self, num_items: int, batch_size: int, seed: int, repeat: int = 1, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.repeat, self.rank, self.world_size = repeat, rank, world_size
+        self.epoch, self.start_batch = 0, 0
+        if len(self) == 0:
+            raise ConfigError(
+                f"dataset has {num_items * repeat} samples per epoch (x{repeat} repeat), fewer than one global "
+                f"batch of {batch_size * world_size}; lower data.batch_size or raise data.train.repeat"
+            )
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        """Batches per full epoch."""
+        return self.num_items * self.repeat // (self.batch_size * self.world_size)
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        g = torch.Generator()
+        g.manual_seed(self.seed * 65_537 + self.epoch)
+        total = self.num_items * self.repeat
+        order = torch.randperm(total, generator=g).tolist()
+        global_batch = self.batch_size * self.world_size
+        for b in range(self.start_batch, len(self)):
+            lo = b * global_batch + self.rank * self.batch_size
+            yield [SampleKey(self.epoch, p, order[p] % self.num_items) for p in range(lo, lo + self.batch_size)]

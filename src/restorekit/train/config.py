@@ -1,0 +1,317 @@
+"""Typed training configs: YAML -> frozen dataclasses, validated end to end.
+
+A recipe is a YAML mapping whose sections mirror the dataclasses below (``model``, ``data``,
+``optim``, ``schedule``, ``loss``, ``train``, ``val``, ``ema``). Every key is checked against the
+dataclass fields and every value against the field's type; an unknown key, a missing required key or
+a wrong type raises :class:`~restorekit.errors.ConfigError` naming the key path (``optim.betas[1]``).
+
+Overrides (``optim.lr=2e-4``) are parsed with ``yaml.safe_load`` (never ``eval``) and applied to the
+raw mapping before validation, so they are checked exactly like the file.
+
+``model.arch`` is validated against the chosen family's own ``Config`` dataclass, so a typo in an
+architecture field is caught before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+import yaml
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Which network to train."""
+
+    family: str  # key of restorekit.archs.FAMILIES (nafnet, hinet, rednet, bicubic_pp, vapsr)
+    preset: str | None = None  # key of the family's PRESETS; None starts from the family's Config()
+    arch: dict[str, Any] = field(default_factory=dict)  # overrides of the family Config fields
+    init: str | None = None  # weights to start from (fine-tuning, compression stages); strict load
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    """One image set. ``paired``: LQ/GT folders matched by file name (an ``x4``-style suffix on the
+    LQ name is tolerated). ``degraded``: GT only; the LQ is made on the fly by ``degradation``
+    (a ``restorekit.data.degrade.parse_degradation`` spec such as ``awgn:0-50`` or ``bicubic:3+jpeg:90``).
+    """
+
+    gt: str
+    kind: Literal["paired", "degraded"] = "paired"
+    lq: str | None = None
+    degradation: str | None = None
+    patch: int | None = None  # GT crop size (aligned to the scale); None uses whole images
+    flip: bool = False
+    rot90: bool = False
+    cache: bool = True  # keep decoded images in memory (small sets)
+    repeat: int = 1  # passes over the folder per epoch (BasicSR's dataset_enlarge_ratio)
+    max_images: int | None = None  # use only the first N files (sorted by name)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    train: DatasetSection
+    val: DatasetSection | None = None
+    batch_size: int = 16  # per process; the global batch is batch_size * world size
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+    grad_clip: float | None = None  # max total gradient norm (NAFNet/HINet: 0.01)
+
+
+@dataclass(frozen=True)
+class ScheduleSection:
+    """Learning-rate factor as a pure function of progress (see ``schedules.py``)."""
+
+    name: Literal["constant", "cosine", "multistep", "knee"] = "constant"
+    unit: Literal["step", "epoch"] = "step"  # Bicubic++ steps its knee schedule once per epoch
+    total: int | None = None  # schedule length in ``unit``s; None = train.total_steps (or the epochs it spans)
+    min_lr: float = 0.0  # cosine eta_min / knee floor
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.5
+    warmup: int = 0  # linear warm-up length in ``unit``s
+
+
+@dataclass(frozen=True)
+class LossSection:
+    name: Literal["psnr", "l1", "mse"] = "l1"
+    stage_weights: tuple[float, ...] | None = None  # multi-stage nets (HINet): weight per stage output
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    total_steps: int
+    seed: int = 0
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True): bit-exact resume
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    out_dir: str = "runs"
+    progress: bool = True  # tqdm bar on rank 0
+
+
+@dataclass(frozen=True)
+class ValSection:
+    every: int = 0  # steps between validations; 0 validates only at the end (if data.val is set)
+    convention: str = "auto"  # sr_y, restoration_rgb, sidd_float, derain_y, gray; auto by scale
+    metric: Literal["psnr", "ssim"] = "psnr"  # chooses the best checkpoint
+
+
+@dataclass(frozen=True)
+class EmaSection:
+    decay: float = 0.0  # 0 disables; VapSR uses 0.999
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    model: ModelSection
+    data: DataSection
+    train: TrainSection
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    loss: LossSection = field(default_factory=LossSection)
+    val: ValSection = field(default_factory=ValSection)
+    ema: EmaSection = field(default_factory=EmaSection)
+
+    def arch_config(self) -> Any:
+        """The family Config this run builds (preset + ``model.arch`` overrides), validated."""
+        from ..archs import FAMILIES
+
+        family = FAMILIES.get(self.model.family)
+        if family is None:
+            raise ConfigError(f"model.family: unknown family {self.model.family!r}; valid: {', '.join(FAMILIES)}")
+        if self.model.preset is None:
+            base = family.Config()
+        elif self.model.preset in family.PRESETS:
+            base = family.PRESETS[self.model.preset]
+        else:
+            raise ConfigError(
+                f"model.preset: {self.model.preset!r} is not a {family.NAME} preset; "
+                f"valid: {', '.join(family.PRESETS)}"
+            )
+        merged = {**dataclasses.asdict(base), **self.model.arch}
+        return from_mapping(family.Config, merged, "model.arch")
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic validation: mapping -> dataclass, checked against the type hints.
+
+
+def from_mapping(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, checking keys and value types; errors name the key path."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]}; valid keys here: {', '.join(fields)}")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        key_path = f"{path}.{name}" if path else name
+        if name in data:
+            values[name] = _convert(hints[name], data[name], key_path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {key_path}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path or 'config'}: {exc}") from exc
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(option, value, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {_describe(value)} fits none of {hint}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
+        return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        # PyYAML (YAML 1.1) reads ``1e-3`` as a string because it has no dot; accept numeric strings.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
+        return value
+    raise ConfigError(f"{path}: unsupported field type {hint}")  # a bug in a Config class, not user input
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) < 60 else text[:57] + '...'}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Files and overrides.
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply one ``dotted.key=value`` override to a raw mapping (value parsed by ``yaml.safe_load``)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. optim.lr=2e-4")
+    key, text = override.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {override!r}: empty key component")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from exc
+    node: dict[str, Any] = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a recipe, apply ``key=value`` overrides, and validate it (family config included)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    for item in overrides:
+        apply_override(raw, item)
+    try:
+        config = from_mapping(RunConfig, raw)
+        config.arch_config()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config
+
+
+def config_from_dict(raw: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Validate a config given as a Python mapping (same rules as a YAML file)."""
+    data = _plain(raw)
+    for item in overrides:
+        apply_override(data, item)
+    config = from_mapping(RunConfig, data)
+    config.arch_config()
+    return config
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    """Plain YAML-safe mapping (tuples become lists) that validates back to the same config."""
+    return _plain(dataclasses.asdict(config))
+
+
+def dump_config(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,442 @@
+"""The training loop: config -> data -> model -> loss -> optimizer -> checkpoints, top to bottom.
+
+Per-family differences are data in the config (loss name, stage weights, schedule, EMA decay,
+gradient clip), not subclasses. The loop is exact-resumable: the checkpoint holds every state
+that influences the next step, the learning rate is a pure function of (step, epoch), and every
+random choice in the data comes from (seed, epoch, position) (see ``data/datasets.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import conventions
+from ..conventions import MetricConvention
+from ..data.datasets import Augment, DegradedFolder, EpochBatchSampler, PairedFolder, SampleKey
+from ..errors import ConfigError
+from ..model import RestorationModel, build_model
+from . import distributed
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .config import DatasetSection, RunConfig, dump_config, load_config, to_dict
+from .ema import EMA
+from .losses import get_loss, staged_loss
+from .schedules import lr_at
+
+CONVENTIONS: dict[str, MetricConvention] = {
+    "sr_y": conventions.SR_Y,
+    "restoration_rgb": conventions.RESTORATION_RGB,
+    "sidd_float": conventions.SIDD_FLOAT,
+    "derain_y": conventions.DERAIN_Y,
+    "gray": conventions.GRAY,
+}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced. ``weights`` is the safetensors export F ships (EMA weights when
+    EMA is on); ``best_weights`` the export of the best validation step (None without validation)."""
+
+    run_dir: Path
+    last_checkpoint: Path
+    weights: Path
+    best_checkpoint: Path | None = None
+    best_weights: Path | None = None
+    step: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def train(config: RunConfig | str | Path, resume: bool = False, overrides: tuple[str, ...] = ()) -> TrainResult:
+    """Train from a config (a :class:`RunConfig` or a YAML path), optionally resuming ``runs/<name>/last.pt``.
+
+    Under ``torchrun`` every process calls this; rank 0 alone logs and writes files.
+    """
+    cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
+    info = distributed.from_env()
+    device = pick_device(cfg.train.device, info)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    created = distributed.init(info, device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _train(cfg, resume, info, device)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)  # do not leak a global switch into the caller
+        distributed.shutdown(created)
+
+
+def pick_device(name: str, info: distributed.DistInfo) -> torch.device:
+    """``auto`` prefers CUDA (one GPU per local rank), then Apple MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", info.local_rank)
+        if torch.backends.mps.is_available() and not info.enabled:
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"train.device: {name!r} is not a device ({exc})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device: cuda requested but CUDA is not available")
+        if device.index is None:
+            device = torch.device("cuda", info.local_rank)
+    return device
+
+
+def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: torch.device) -> TrainResult:
+    run_dir = Path(cfg.train.out_dir) / cfg.name
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if resume and not last_path.is_file():
+        raise ConfigError(f"{last_path}: no checkpoint to resume from")
+    if not resume and last_path.is_file():
+        raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or pick another name")
+    if cfg.train.deterministic:
+        # cuBLAS needs this for deterministic matmuls; harmless elsewhere.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    _seed_everything(cfg.train.seed)
+
+    # --- model, EMA, optimizer, loss -------------------------------------------------------------
+    arch = cfg.arch_config()
+    model = build_model(cfg.model.family, arch).to(device)
+    if cfg.model.init is not None:
+        _load_init(model.net, cfg.model.init, cfg.model.family)
+    ema = EMA(model.net, cfg.ema.decay) if cfg.ema.decay > 0 else None
+    optimizer = _make_optimizer(cfg, model.net.parameters())
+    loss_fn = get_loss(cfg.loss.name)
+    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
+    net: nn.Module = model.net
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(model.net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # --- data --------------------------------------------------------------------------------------
+    train_set = make_dataset(cfg.data.train, arch.scale, arch.in_channels, cfg.train.seed, train=True)
+    sampler = EpochBatchSampler(
+        len(train_set), cfg.data.batch_size, cfg.train.seed, cfg.data.train.repeat, info.rank, info.world_size
+    )
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
+        collate_fn=_collate,
+    )
+    val_set = make_dataset(cfg.data.val, arch.scale, arch.in_channels, cfg.train.seed, train=False) if cfg.data.val else None
+    convention = _convention(cfg.val.convention, arch.scale)
+    steps_per_epoch = len(sampler)
+    total_steps = cfg.train.total_steps
+    if cfg.schedule.total is not None:
+        schedule_total = cfg.schedule.total
+    elif cfg.schedule.unit == "step":
+        schedule_total = total_steps
+    else:
+        schedule_total = math.ceil(total_steps / steps_per_epoch)
+
+    # --- state (fresh or resumed) -----------------------------------------------------------------
+    step, epoch, batch_in_epoch = 0, 0, 0
+    best: float | None = None
+    history: list[dict[str, float]] = []
+    if resume:
+        state = load_checkpoint(last_path, map_location=device)
+        model.net.load_state_dict(state["model"])
+        if ema is not None:
+            if state.get("ema") is None:
+                raise ConfigError(f"{last_path}: the run had no EMA but ema.decay is now {cfg.ema.decay}")
+            ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step, epoch, batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
+        best = state.get("best")
+        history = list(state.get("history", []))
+        restore_rng(state["rng"])
+    elif info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yml")
+    distributed.barrier(info)
+
+    def checkpoint_state() -> dict[str, Any]:
+        return {
+            "model": model.net.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": capture_rng(),
+            "step": step,
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "best": best,
+            "history": history,
+            "config": to_dict(cfg),
+            "family": cfg.model.family,
+        }
+
+    writer = _tensorboard(run_dir) if info.is_main else None
+    bar = _progress(cfg, info, total_steps, step)
+    log_file = (run_dir / "log.jsonl").open("a", encoding="utf-8") if info.is_main else None
+    metrics: dict[str, float] = {}
+    running, running_count, started = torch.zeros((), device=device), 0, time.perf_counter()
+
+    # --- the loop ----------------------------------------------------------------------------------
+    model.net.train()
+    while step < total_steps:
+        sampler.set_epoch(epoch, batch_in_epoch)
+        for lq, gt in loader:
+            lq, gt = lq.to(device, non_blocking=True), gt.to(device, non_blocking=True)
+            lr = lr_at(cfg.schedule, cfg.optim.lr, step if cfg.schedule.unit == "step" else epoch, schedule_total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                out = net(lq)
+            out = [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
+            loss = staged_loss(loss_fn, out, gt, cfg.loss.stage_weights)
+
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.optim.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.net.parameters(), cfg.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if ema is not None:
+                ema.update(model.net)
+            step += 1
+            batch_in_epoch += 1
+            running += loss.detach()
+            running_count += 1
+
+            if step % cfg.train.log_every == 0 or step == total_steps:
+                # .item() syncs the device, so it happens only every log_every steps.
+                mean_loss = float(running) / running_count
+                if not math.isfinite(mean_loss):
+                    raise ConfigError(f"loss became {mean_loss} at step {step}; lower optim.lr or enable grad_clip")
+                record = {"step": step, "epoch": epoch, "loss": mean_loss, "lr": lr,
+                          "time": time.perf_counter() - started}
+                history.append({k: float(v) for k, v in record.items()})
+                running, running_count = torch.zeros((), device=device), 0
+                if info.is_main:
+                    _log(record, bar, writer, log_file)
+            if bar is not None:
+                bar.update(1)
+
+            if val_set is not None and cfg.val.every and step % cfg.val.every == 0 and step < total_steps:
+                metrics, best = _validate_and_keep_best(
+                    cfg, info, model, ema, val_set, convention, device, amp_dtype, step, history,
+                    best, best_path, run_dir, checkpoint_state, writer, log_file,
+                )
+            if step % cfg.train.checkpoint_every == 0 and step < total_steps and info.is_main:
+                save_checkpoint(checkpoint_state(), last_path)
+            if step >= total_steps:
+                break
+        else:  # the epoch ran out (not a break): move the data position to the next epoch
+            epoch += 1
+            batch_in_epoch = 0
+
+    # --- end: final validation, last checkpoint, exports ---------------------------------------------
+    if bar is not None:
+        bar.close()
+    if val_set is not None:
+        metrics, best = _validate_and_keep_best(
+            cfg, info, model, ema, val_set, convention, device, amp_dtype, step, history,
+            best, best_path, run_dir, checkpoint_state, writer, log_file,
+        )
+    weights = run_dir / "final.safetensors"
+    if info.is_main:
+        save_checkpoint(checkpoint_state(), last_path)
+        _export(ema.net if ema is not None else model.net, cfg, arch, weights, step)
+        (run_dir / "metrics.json").write_text(json.dumps({"step": step, **metrics}, indent=2), encoding="utf-8")
+        _plot_curves(history, run_dir / "curves.png")
+        if writer is not None:
+            writer.close()
+    if log_file is not None:
+        log_file.close()
+    distributed.barrier(info)
+    has_best = best_path.is_file()
+    return TrainResult(
+        run_dir=run_dir,
+        last_checkpoint=last_path,
+        weights=weights,
+        best_checkpoint=best_path if has_best else None,
+        best_weights=run_dir / "best.safetensors" if has_best else None,
+        step=step,
+        metrics=metrics,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces the loop picks by config.
+
+
+def make_dataset(
+    section: DatasetSection, scale: int, channels: int, seed: int, train: bool
+) -> PairedFolder | DegradedFolder:
+    """A dataset from a config section; validation sets are never cropped or augmented."""
+    augment = Augment(section.patch, section.flip, section.rot90) if train else Augment()
+    if section.kind == "paired":
+        if section.lq is None:
+            raise ConfigError("data: a paired set needs both lq and gt folders (or kind: degraded)")
+        return PairedFolder(section.lq, section.gt, scale, channels, augment, seed, section.cache, section.max_images)
+    if section.degradation is None:
+        raise ConfigError("data: a degraded set needs a degradation spec, e.g. awgn:0-50 or bicubic:4")
+    return DegradedFolder(section.gt, section.degradation, scale, channels, augment, seed, section.cache,
+                          section.max_images)
+
+
+def _make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def _convention(name: str, scale: int) -> MetricConvention:
+    if name == "auto":
+        return conventions.SR_Y if scale > 1 else conventions.RESTORATION_RGB
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise ConfigError(f"val.convention: unknown {name!r}; valid: auto, {', '.join(CONVENTIONS)}") from None
+
+
+def _collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    lq, gt = zip(*batch)
+    return torch.stack(lq), torch.stack(gt)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load_init(net: nn.Module, path: str, family: str) -> None:
+    from .. import loading
+
+    raw, _ = loading.read_weights(path)
+    loading.load_strict(net, loading.unwrap(raw, source=path), family, source=path)
+
+
+@torch.no_grad()
+def evaluate_set(
+    net: nn.Module, dataset: PairedFolder | DegradedFolder, convention: MetricConvention, scale: int,
+    device: torch.device, amp_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Mean PSNR/SSIM over a validation set (whole images, batch 1), clamped to [0, 1] as the papers do."""
+    from ..metrics import measure
+
+    was_training = net.training
+    net.eval()
+    totals: dict[str, float] = {}
+    for index in range(len(dataset)):
+        lq, gt = dataset[SampleKey(0, index, index)]
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out = net(lq[None].to(device))
+        if isinstance(out, (list, tuple)):
+            out = out[-1]
+        pred = out.float().clamp(0, 1).cpu()
+        for key, value in measure(pred, gt[None], convention, scale).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    net.train(was_training)
+    return {key: value / len(dataset) for key, value in totals.items()}
+
+
+def _validate_and_keep_best(
+    cfg: RunConfig, info: distributed.DistInfo, model: RestorationModel, ema: EMA | None,
+    val_set: PairedFolder | DegradedFolder, convention: MetricConvention, device: torch.device,
+    amp_dtype: torch.dtype | None, step: int, history: list[dict[str, float]], best: float | None,
+    best_path: Path, run_dir: Path, checkpoint_state: Any, writer: Any, log_file: Any,
+) -> tuple[dict[str, float], float | None]:
+    """Validate (rank 0 only; the EMA weights when EMA is on) and write best.pt/best.safetensors on improvement.
+
+    Every rank returns the same ``best`` only on rank 0; other ranks never read it (they do not save).
+    """
+    metrics: dict[str, float] = {}
+    if info.is_main:
+        eval_net = ema.net if ema is not None else model.net
+        metrics = evaluate_set(eval_net, val_set, convention, model.scale, device, amp_dtype)
+        history.append({"step": float(step), **{f"val_{k}": v for k, v in metrics.items()}})
+        score = metrics.get(cfg.val.metric)
+        _log({"step": step, **{f"val_{k}": v for k, v in metrics.items()}}, None, writer, log_file)
+        if score is not None and (best is None or score > best):
+            best = score
+            save_checkpoint(checkpoint_state() | {"best": best}, best_path)
+            _export(eval_net, cfg, model.config, run_dir / "best.safetensors", step)
+    distributed.barrier(info)
+    return metrics, best
+
+
+def _export(net: nn.Module, cfg: RunConfig, arch: Any, path: Path, step: int) -> None:
+    from ..convert import save_safetensors
+
+    model = RestorationModel(net, cfg.model.family, arch)
+    save_safetensors(model, path, extra={"train_run": cfg.name, "train_step": str(step)})
+
+
+# ------------------------------------------------------------------------------------------------
+# Visibility: progress bar, TensorBoard, JSON lines, a PNG of the curves.
+
+
+def _progress(cfg: RunConfig, info: distributed.DistInfo, total: int, initial: int) -> Any:
+    if not (info.is_main and cfg.train.progress):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=cfg.name, unit="it", dynamic_ncols=True, file=sys.stderr)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is in the optional ``train`` extra
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tb"))
+
+
+def _log(record: dict[str, Any], bar: Any, writer: Any, log_file: Any) -> None:
+    step = int(record["step"])
+    if bar is not None and "loss" in record:
+        bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{record['lr']:.3g}", refresh=False)
+    if writer is not None:
+        for key, value in record.items():
+            if key not in ("step", "epoch", "time"):
+                writer.add_scalar(key, value, step)
+    if log_file is not None:
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+
+
+def _plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib not installed; skipping curves.png (pip install 'restorekit[train]')", file=sys.stderr)
+        return
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    psnrs = [(h["step"], h["val_psnr"]) for h in history if "val_psnr" in h]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    if losses:
+        axes[0].plot(*zip(*losses))
+    axes[0].set(title="training loss", xlabel="step")
+    if psnrs:
+        axes[1].plot(*zip(*psnrs), marker="o")
+    axes[1].set(title="validation PSNR (dB)", xlabel="step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
