@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import bicubic_pp, vapsr
+from . import bicubic_pp, hinet, rednet, vapsr
 
 FAMILIES: dict[str, ModuleType] = {
+    hinet.NAME: hinet,
     vapsr.NAME: vapsr,
+    rednet.NAME: rednet,
     bicubic_pp.NAME: bicubic_pp,
 }
 
