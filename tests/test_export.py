@@ -3,7 +3,6 @@ metadata, OnnxRunner behaviour, and the `export` CLI verb. Tiny random models ke
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,15 @@ TINY_FIELDS: dict[str, dict[str, Any]] = {
     "vapsr": {"num_feat": 8, "num_block": 2, "d_atten": 8},
     "bicubic_pp": {"channels": 8},
     "nafnet": {"width": 8, "enc_blk_nums": (1, 1), "middle_blk_num": 1, "dec_blk_nums": (1, 1)},
-    "hinet": {"wf": 4, "depth": 3},
-    "rednet": {"num_layers": 6, "channels": 8},
+    "hinet": {"width": 4, "depth": 3, "hin_left": 0, "hin_right": 2},
+    "rednet": {"depth": 6, "width": 8},
 }
-
-
-def tiny_config(family: str) -> Any:
-    """The family's default config with the TINY_FIELDS it understands overriding it."""
-    config_cls = FAMILIES[family].Config
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    return config_cls(**{k: v for k, v in TINY_FIELDS[family].items() if k in names})
+# (test id, family, extra fields): every family plus the variants whose graph differs
+CASES = [(name, name, {}) for name in TINY_FIELDS] + [("nafnet-baseline", "nafnet", {"block": "baseline"})]
 
 
 def tiny_model(family: str, device: torch.device, **overrides: Any) -> torch.nn.Module:
-    config = dataclasses.replace(tiny_config(family), **overrides)
+    config = FAMILIES[family].Config(**{**TINY_FIELDS[family], **overrides})
     return build_model(family, config).eval().to(device)
 
 
@@ -49,9 +43,11 @@ def test_every_family_has_a_tiny_config() -> None:
     assert set(FAMILIES) <= set(TINY_FIELDS), f"add a tiny config for {set(FAMILIES) - set(TINY_FIELDS)}"
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_onnx_matches_pytorch_at_two_sizes(family: str, tmp_path: Path) -> None:
-    model = tiny_model(family, torch.device("cpu"))
+@pytest.mark.parametrize(("family", "extra"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_onnx_matches_pytorch_at_two_sizes(family: str, extra: dict[str, Any], tmp_path: Path) -> None:
+    if family not in FAMILIES:
+        pytest.fail(f"family {family} is not registered in restorekit.archs.FAMILIES")
+    model = tiny_model(family, torch.device("cpu"), **extra)
     path = export_onnx(model, tmp_path / f"{family}.onnx")
     runner = OnnxRunner(path, "cpu")
     for height, width in sizes_for(model):
@@ -124,3 +120,19 @@ def test_export_cli_writes_and_checks(tmp_path: Path, monkeypatch: pytest.Monkey
     printed = capsys.readouterr().out
     assert "max abs diff" in printed
     assert OnnxRunner(out).family == "vapsr"  # detected from the tensors alone
+
+
+def test_tlc_model_exports_for_sizes_above_its_window(tmp_path: Path) -> None:
+    from restorekit.tlc import convert_to_local
+
+    model = tiny_model("nafnet", torch.device("cpu"))
+    convert_to_local(model.net, train_size=(16, 16))  # windows of 1.5 x 16 = 24 pixels at the input level
+    runner = OnnxRunner(export_onnx(model, tmp_path / "tlc.onnx"))
+    assert runner.min_size == (25, 25)
+    for height, width in [(29, 37), (41, 26)]:
+        x = torch.rand(1, 3, height, width)
+        with torch.inference_mode():
+            expected = model(x)
+        assert (runner(x) - expected).abs().max().item() <= 1e-4, (height, width)
+    with pytest.raises(ExportError, match="at least 25x25"):
+        runner(torch.rand(1, 3, 20, 30))

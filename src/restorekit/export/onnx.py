@@ -31,8 +31,10 @@ from torch import nn
 
 from ..errors import RestorekitError, WeightsError
 
-# Families whose forward pads odd sizes by edge replication (Bicubic++); the rest pad with zeros.
-_REPLICATE_PAD = {"bicubic_pp"}
+# How each family's own forward pads unaligned inputs, so the graph-level pad reproduces it:
+# Bicubic++ replicates edges, HINet reflects (it falls back to edge replication only when the pad
+# exceeds the image, i.e. inputs smaller than its 16-pixel alignment), the rest pad with zeros.
+_PAD_MODE = {"bicubic_pp": "replicate", "hinet": "reflect"}
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; every op we emit exists there
 PRECISIONS = ("fp32", "fp16")
 
@@ -44,12 +46,12 @@ class ExportError(RestorekitError):
 class _AlignedGraph(nn.Module):
     """Pad to the alignment, run, crop: written with size arithmetic so tracing keeps it dynamic."""
 
-    def __init__(self, net: nn.Module, alignment: int, scale: int, replicate: bool) -> None:
+    def __init__(self, net: nn.Module, alignment: int, scale: int, mode: str) -> None:
         super().__init__()
         self.net = net
         self.alignment = alignment
         self.scale = scale
-        self.mode = "replicate" if replicate else "constant"
+        self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2], x.shape[-1]
@@ -84,7 +86,8 @@ def export_onnx(
     for the CUDA provider; ONNX Runtime's CPU provider runs it too, mostly through casts).
     ``sample_size``: the H x W traced; any size works afterwards. It defaults to two alignment
     units plus one pixel, so the padding path is the one traced. Models converted with TLC are
-    traced at one size and their local-pooling windows depend on it: see docs/deploy.md.
+    traced on the local-pooling branch, valid for inputs larger than 1.5x the training crop; the
+    file records that minimum and ``OnnxRunner`` refuses smaller inputs (see docs/deploy.md).
     Returns the written path.
     """
     if precision not in PRECISIONS:
@@ -100,7 +103,7 @@ def export_onnx(
     alignment = int(getattr(config, "alignment", 1))
     channels = int(getattr(config, "in_channels", 3))
     net = model.net if hasattr(model, "net") else model
-    graph = _AlignedGraph(net, alignment, scale, family in _REPLICATE_PAD).eval()
+    graph = _AlignedGraph(net, alignment, scale, _PAD_MODE.get(family, "constant")).eval()
     dtype = torch.float16 if precision == "fp16" else torch.float32
     device = next(model.parameters()).device
     if precision == "fp16":
@@ -108,9 +111,15 @@ def export_onnx(
         import copy
 
         graph = copy.deepcopy(graph).to(dtype)
+    min_size = _tlc_min_size(net)
     if sample_size is None:
         side = 2 * max(alignment, 8) + 1
+        if min_size:
+            # trace the local-pooling branch, the only one valid for the sizes TLC is used at
+            side = max(side, max(min_size) + alignment + 1)
         sample_size = (side, side + 2)
+    if min_size and (sample_size[0] < min_size[0] or sample_size[1] < min_size[1]):
+        raise ExportError(f"{path}: a TLC model must be traced at >= {min_size[0]}x{min_size[1]} (H x W)")
     sample = torch.rand(1, channels, *sample_size, device=device, dtype=dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -138,17 +147,36 @@ def export_onnx(
 
     meta = {
         "restorekit.family": family,
+        "restorekit.pad_mode": graph.mode,
         "restorekit.config": _config_json(config),
         "restorekit.scale": str(scale),
         "restorekit.alignment": str(alignment),
         "restorekit.precision": precision,
         "restorekit.version": __version__,
     }
+    if min_size:
+        meta["restorekit.min_size"] = f"{min_size[0]}x{min_size[1]}"
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
     return path
+
+
+def _tlc_min_size(net: nn.Module) -> tuple[int, int] | None:
+    """Smallest input H, W for which an exported TLC model is valid, or None without TLC pools.
+
+    A TLC pool takes the global mean when its window covers the feature map and a local box
+    filter otherwise; tracing records only one of the two. The window is ``base_size`` scaled to
+    each level, so inputs larger than ``base_size`` (1.5x the training crop) use the local branch
+    at every level, which is the branch we trace.
+    """
+    from ..tlc import LocalAvgPool2d
+
+    bases = [m.base_size for m in net.modules() if isinstance(m, LocalAvgPool2d)]
+    if not bases:
+        return None
+    return (max(b[0] for b in bases) + 1, max(b[1] for b in bases) + 1)
 
 
 def available_providers() -> list[str]:
@@ -202,6 +230,8 @@ class OnnxRunner:
         self.scale = int(meta.get("restorekit.scale", "1"))
         self.alignment = int(meta.get("restorekit.alignment", "1"))
         self.family = meta.get("restorekit.family", "unknown")
+        min_size = meta.get("restorekit.min_size")
+        self.min_size = tuple(int(v) for v in min_size.split("x")) if min_size else None
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         self.input_dtype = torch.float16 if graph_input.type == "tensor(float16)" else torch.float32
@@ -210,6 +240,11 @@ class OnnxRunner:
         """Restore a batch: ``x`` is N x C x H x W float; returns float32 N x C x sH x sW on ``device``."""
         if x.dim() != 4:
             raise ExportError(f"{self.path}: expected an NCHW tensor, got shape {tuple(x.shape)}")
+        if self.min_size and (x.shape[-2] < self.min_size[0] or x.shape[-1] < self.min_size[1]):
+            raise ExportError(
+                f"{self.path}: this TLC export is valid for inputs of at least {self.min_size[0]}x"
+                f"{self.min_size[1]} (H x W), got {x.shape[-2]}x{x.shape[-1]}; export without TLC for smaller ones"
+            )
         array = x.detach().to("cpu", self.input_dtype).contiguous().numpy()
         # numpy in, numpy out: IO binding would save one copy on CUDA, but the restore loop is
         # dominated by the network itself at the image sizes we run

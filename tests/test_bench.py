@@ -1,0 +1,89 @@
+"""`restorekit bench`: correctness of what it reports (never the timings themselves)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from restorekit.archs import bicubic_pp, vapsr
+from restorekit.bench import BenchResult, bench_model, format_table, parse_size, time_callable
+from restorekit.complexity import count_macs, count_params
+from restorekit.errors import RestorekitError
+from restorekit.model import build_model
+
+
+def tiny_vapsr() -> torch.nn.Module:
+    return build_model("vapsr", vapsr.Config(num_feat=8, num_block=1, d_atten=8)).eval()
+
+
+def test_parse_size() -> None:
+    assert parse_size("320x180") == (320, 180)
+    assert parse_size("64X32") == (64, 32)
+    for bad in ("320", "axb", "0x10", "-4x4"):
+        with pytest.raises(RestorekitError):
+            parse_size(bad)
+
+
+def test_time_callable_counts_runs_and_measures_memory(device: torch.device) -> None:
+    calls = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.ones(2_000_000, device=x.device)  # 8 MB live during the call
+
+    times, peak, method = time_callable(fn, torch.zeros(1, device=device), runs=4, warmup=2)
+    assert len(calls) == 6 and len(times) == 4
+    assert all(t >= 0 for t in times)
+    assert peak >= 0
+    if method == "cuda-max-allocated":
+        assert peak >= 8_000_000
+
+
+def test_bench_model_reports_consistent_numbers(device: torch.device) -> None:
+    model = tiny_vapsr()
+    params, macs = count_params(model), count_macs(model, 12, 16)
+    result = bench_model(model, "tiny", 16, 12, runs=3, warmup=1, device=device)
+    assert isinstance(result, BenchResult)
+    assert result.params == params and result.macs == macs and result.size == "16x12"
+    assert result.min_ms <= result.median_ms
+    # throughput is derived from the median latency
+    assert result.megapixels_per_s == pytest.approx(16 * 12 / (result.median_ms / 1e3) / 1e6)
+    assert result.gmacs_per_s == pytest.approx(macs / (result.median_ms / 1e3) / 1e9)
+    assert "tiny" in format_table([result])
+
+
+def test_bench_onnx_backend_runs(device: torch.device) -> None:
+    pytest.importorskip("onnxruntime")
+    if device.type != "cpu":
+        pytest.skip("ONNX backend timing on CPU only here")
+    model = build_model("bicubic_pp", bicubic_pp.Config(channels=4)).eval()
+    result = bench_model(model, "bpp", 10, 8, backend="onnx", runs=2, warmup=1)
+    assert result.backend == "onnx" and result.median_ms > 0
+
+
+def test_bench_rejects_unknown_backend() -> None:
+    with pytest.raises(RestorekitError, match="backend"):
+        bench_model(tiny_vapsr(), "tiny", 8, 8, backend="tensorrt")
+
+
+def test_bench_cli_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from restorekit import cli
+
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_vapsr().net.state_dict(), weights)
+    out = tmp_path / "r.json"
+    assert cli.main(["bench", str(weights), "--size", "16x12", "--runs", "2", "--warmup", "0", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 1 and rows[0]["size"] == "16x12" and rows[0]["runs"] == 2
+    assert rows[0]["params"] == count_params(tiny_vapsr())
+    assert "median ms" in capsys.readouterr().out
+
+
+def test_bench_cli_unknown_model_is_one_line_error(capsys: pytest.CaptureFixture) -> None:
+    from restorekit import cli
+
+    assert cli.main(["bench", "no-such-model", "--runs", "1"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
