@@ -124,3 +124,87 @@ def test_prune_keeps_config_fields_other_than_channels() -> None:
     net = bicubic_pp.BicubicPlusPlus(dataclasses.replace(bicubic_pp.Config(), channels=6, bias=False, scale=2))
     small = P.prune(net, 3)
     assert small.config == bicubic_pp.Config(channels=3, bias=False, scale=2)
+
+
+# --- the three-stage pipeline (tiny: 2 steps per stage on generated images) ---------------------
+
+
+def _write_images(folder, count: int, size: int, seed: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        # smooth random images: bicubic SR has something to learn, unlike white noise
+        small = rng.integers(0, 256, (size // 6, size // 6, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((size, size), Image.BICUBIC).save(folder / f"img{i}.png")
+
+
+def _tiny_config(tmp_path) -> dict:
+    from PIL import Image
+
+    from restorekit.data.degrade import imresize
+
+    _write_images(tmp_path / "train", 3, 48, 0)
+    _write_images(tmp_path / "hr", 2, 36, 1)
+    (tmp_path / "lr").mkdir()
+    for hr in sorted((tmp_path / "hr").glob("*.png")):
+        import numpy as np
+
+        x = torch.from_numpy(np.asarray(Image.open(hr)).copy()).permute(2, 0, 1).float() / 255
+        lr = (imresize(x, scale=1 / 3).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(lr).save(tmp_path / "lr" / hr.name)
+    return {
+        "name": "tiny",
+        "out_dir": str(tmp_path / "runs"),
+        "channels": 3,
+        "device": "cpu",
+        "recipe": {
+            "model": {"family": "bicubic_pp", "preset": "bicubic_pp_x3_wide", "arch": {"channels": 4}},
+            "data": {"train": {"gt": str(tmp_path / "train"), "kind": "degraded", "degradation": "bicubic:3",
+                               "patch": 24}, "batch_size": 2},
+            "optim": {"name": "adam", "lr": 1e-3},
+            "loss": {"name": "mse"},
+            "train": {"total_steps": 2, "progress": False, "log_every": 1, "device": "cpu"},
+        },
+        "stages": {"pruned": ["train.total_steps=1"], "bias_free": ["train.total_steps=1"]},
+        "eval": [{"name": "tinyset", "gt": str(tmp_path / "hr"), "lq": str(tmp_path / "lr")}],
+    }
+
+
+def test_pipeline_runs_three_stages_and_reports(tmp_path) -> None:
+    import json
+
+    from restorekit.compress.pipeline import config_from_mapping, run_pipeline
+    from restorekit.model import load
+
+    config = config_from_mapping(_tiny_config(tmp_path))
+    report = run_pipeline(config)
+    stages = [s["stage"] for s in report["stages"]]
+    assert stages == ["wide", "pruned (no finetune)", "pruned", "bias removed (no finetune)", "bias_free"]
+    assert [(s["channels"], s["bias"]) for s in report["stages"]] == [(4, True), (3, True), (3, True), (3, False), (3, False)]
+    assert all(0 < s["psnr_y"]["tinyset"] < 60 for s in report["stages"])  # untrained: low but finite
+    final = load(report["weights"])
+    assert final.config == bicubic_pp.Config(channels=3, bias=False)
+    on_disk = json.loads((tmp_path / "runs" / "tiny" / "report.json").read_text())
+    assert on_disk["stages"][-1]["weights"] == report["weights"]
+    # finished stages are reused on --resume; a plain rerun refuses to overwrite
+    again = run_pipeline(config, resume=True)
+    assert [s["psnr_y"] for s in again["stages"]][-1] == report["stages"][-1]["psnr_y"]
+    with pytest.raises(RestorekitError, match="--resume"):
+        run_pipeline(config)
+
+
+def test_pipeline_config_errors_name_the_problem(tmp_path) -> None:
+    from restorekit.compress.pipeline import config_from_mapping
+
+    raw = _tiny_config(tmp_path)
+    with pytest.raises(RestorekitError, match="unknown key chanels"):
+        config_from_mapping({**raw, "chanels": 3})
+    with pytest.raises(RestorekitError, match="stage 1 must be wider"):
+        config_from_mapping({**raw, "channels": 4})
+    with pytest.raises(RestorekitError, match="stages"):
+        config_from_mapping({**raw, "stages": {"finetune": []}})
+    with pytest.raises(RestorekitError, match="optim"):
+        config_from_mapping({**raw, "stages": {"pruned": ["optim.lrr=1"]}})
