@@ -108,9 +108,10 @@ class InstanceNorm(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """One encoder (or decoder) level: residual double 3x3 conv, optional HIN, CSFF and downsampling.
+    """One encoder (or decoder) level: residual double 3x3 conv, optional HIN and CSFF.
 
-    ``forward`` returns ``(features, downsampled)``; ``downsampled`` is None at the bottom level.
+    ``forward`` returns the level's features; encoder levels above the bottom also own the 4x4
+    stride-2 ``downsample`` conv (applied by the caller, which keeps the features for the skip).
     """
 
     def __init__(
@@ -137,9 +138,7 @@ class ConvBlock(nn.Module):
         self.use_csff = csff
         self.downsample = nn.Conv2d(out_ch, out_ch, 4, stride=2, padding=1, bias=False) if downsample else None
 
-    def forward(
-        self, x: torch.Tensor, enc: torch.Tensor | None = None, dec: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, enc: torch.Tensor | None = None, dec: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv_1(x)
         if self.norm is not None:
             normed, kept = out.chunk(2, dim=1)
@@ -151,8 +150,7 @@ class ConvBlock(nn.Module):
             if enc is None or dec is None:
                 raise ValueError("HINet stage-2 encoder block needs the stage-1 encoder and decoder features")
             out = out + self.csff_enc(enc) + self.csff_dec(dec)
-        down = self.downsample(out) if self.downsample is not None else None
-        return out, down
+        return out
 
 
 class UpBlock(nn.Module):
@@ -164,7 +162,7 @@ class UpBlock(nn.Module):
         self.conv_block = ConvBlock(2 * out_ch, out_ch, relu_slope)
 
     def forward(self, x: torch.Tensor, bridge: torch.Tensor) -> torch.Tensor:
-        return self.conv_block(torch.cat([self.up(x), bridge], dim=1))[0]
+        return self.conv_block(torch.cat([self.up(x), bridge], dim=1))
 
 
 class SAM(nn.Module):
@@ -241,14 +239,11 @@ class HINet(nn.Module):
         # Stage 1: plain U-Net; keep encoder features (pre-downsampling) and decoder outputs for CSFF.
         feat = self.conv_01(image)
         enc_1: list[torch.Tensor] = []
-        for block in self.down_path_1:
-            skip, down = block(feat)
-            if down is None:
-                feat = skip
-            else:
-                enc_1.append(skip)
-                feat = down
-        dec_1: list[torch.Tensor] = []  # deepest first
+        for block in self.down_path_1[:-1]:
+            enc_1.append(block(feat))
+            feat = block.downsample(enc_1[-1])
+        feat = self.down_path_1[-1](feat)
+        dec_1: list[torch.Tensor] = []  # deepest first, like up_path_1
         for up, skip_conv, bridge in zip(self.up_path_1, self.skip_conv_1, reversed(enc_1)):
             feat = up(feat, skip_conv(bridge))
             dec_1.append(feat)
@@ -258,13 +253,10 @@ class HINet(nn.Module):
         # level above the bottom adds stage 1's encoder and decoder features of the same scale.
         feat = self.cat12(torch.cat([self.conv_02(image), sam_feat], dim=1))
         enc_2: list[torch.Tensor] = []
-        for level, block in enumerate(self.down_path_2):
-            if level < len(enc_1):
-                skip, down = block(feat, enc_1[level], dec_1[-1 - level])
-                enc_2.append(skip)
-                feat = down  # type: ignore[assignment]  # not None above the bottom level
-            else:
-                feat, _ = block(feat)
+        for level, block in enumerate(self.down_path_2[:-1]):
+            enc_2.append(block(feat, enc_1[level], dec_1[-1 - level]))
+            feat = block.downsample(enc_2[-1])
+        feat = self.down_path_2[-1](feat)
         for up, skip_conv, bridge in zip(self.up_path_2, self.skip_conv_2, reversed(enc_2)):
             feat = up(feat, skip_conv(bridge))
         out_2 = self.last(feat) + image
