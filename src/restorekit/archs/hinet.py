@@ -61,10 +61,13 @@ class Config:
     def __post_init__(self) -> None:
         if self.width < 1 or self.depth < 2 or self.in_channels < 1:
             raise ConfigError(
-                f"HINet: width ({self.width}), in_channels ({self.in_channels}) must be >= 1 and depth ({self.depth}) >= 2"
+                f"HINet: width ({self.width}) and in_channels ({self.in_channels}) must be >= 1, "
+                f"depth ({self.depth}) >= 2"
             )
         if self.width % 2 and any(self.uses_hin(i) for i in range(self.depth)):
-            raise ConfigError(f"HINet: half instance norm splits channels in two, so width must be even, got {self.width}")
+            raise ConfigError(
+                f"HINet: half instance norm splits channels in two, so width must be even, got {self.width}"
+            )
 
     @property
     def scale(self) -> int:
@@ -138,7 +141,9 @@ class ConvBlock(nn.Module):
         self.use_csff = csff
         self.downsample = nn.Conv2d(out_ch, out_ch, 4, stride=2, padding=1, bias=False) if downsample else None
 
-    def forward(self, x: torch.Tensor, enc: torch.Tensor | None = None, dec: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, enc: torch.Tensor | None = None, dec: torch.Tensor | None = None
+    ) -> torch.Tensor:
         out = self.conv_1(x)
         if self.norm is not None:
             normed, kept = out.chunk(2, dim=1)
