@@ -78,7 +78,10 @@ def detect(state: StateDict, source: str = "checkpoint") -> tuple[ModuleType, An
     """Return (family module, config) for a state dict, or raise DetectionError saying what was found."""
     for family in FAMILIES.values():
         if family.matches(state):
-            return family, family.infer_config(state)
+            try:
+                return family, family.infer_config(state)
+            except DetectionError as exc:
+                raise DetectionError(f"{source}: {exc}") from exc
     sample = ", ".join(sorted(state)[:8])
     raise DetectionError(
         f"{source}: matches no known family ({', '.join(FAMILIES)}). "
