@@ -1,0 +1,147 @@
+"""End to end: the web UI in headless Debian Chromium, driven by Playwright.
+
+Starts ``restorekit ui`` on a free localhost port with a tiny random x2 model, uploads a corrupt
+file (the page must show a readable message, and the server must keep serving), then a small image
+with explicit tiling, runs it, downloads the result and checks it is pixel-identical to
+``restorekit restore`` on the same input with the same options.
+
+Chromium: /usr/bin/chromium (``scripts/install_browser.sh``) or ``RESTOREKIT_CHROMIUM``. Playwright
+is used only as a driver (``pip install playwright``; never ``playwright install``). Under CI
+(CI=true) a missing browser or driver fails the test; elsewhere it skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from restorekit import build_model, imageio
+from restorekit.archs import get_family
+from restorekit.cli import main as cli_main
+from restorekit.convert import save_safetensors
+from restorekit.ui import create_server
+from restorekit.ui.server import UIServer, start
+
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TIMEOUT_MS = 30_000
+TILE, OVERLAP = 16, 4  # several tiles on a 40 x 48 image, so the tiled path is what gets compared
+
+
+def _unavailable(reason: str) -> None:
+    if UNDER_CI:
+        pytest.fail(f"{reason} (required under CI: run scripts/install_browser.sh and pip install playwright)")
+    pytest.skip(reason)
+
+
+def _chromium() -> str:
+    path = os.environ.get("RESTOREKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        _unavailable(f"chromium not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    family = get_family("bicubic_pp")
+    model = build_model("bicubic_pp", family.Config(scale=2, channels=8))
+    return save_safetensors(model, tmp_path_factory.mktemp("weights") / "tiny-x2.safetensors")
+
+
+@pytest.fixture(scope="module")
+def ui_server(tiny_weights: Path) -> Iterator[UIServer]:
+    server = create_server("127.0.0.1", 0, models=[str(tiny_weights)], device="cpu")
+    start(server)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory, ui_server: UIServer) -> Iterator[Any]:
+    chromium = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh --user-data-dir
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS, accept_downloads=True,
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            page = context.new_page()
+            page.goto(ui_server.url)
+            page.wait_for_selector("body[data-state=idle]")
+            yield page
+        finally:
+            context.close()
+
+
+def _write_input(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+    return imageio.write_image(imageio.Image(pixels), folder / "small.png")
+
+
+def _run(page: Any, file: Path, tile: int | None = None, overlap: int | None = None) -> str:
+    """Upload ``file``, press Restore, and wait for the page to finish; returns the final state."""
+    page.set_input_files("#file", str(file))
+    page.fill("#tile", "" if tile is None else str(tile))
+    page.fill("#overlap", "" if overlap is None else str(overlap))
+    page.click("#run")
+    page.wait_for_selector("body[data-state=done], body[data-state=error]")
+    return page.get_attribute("body", "data-state")
+
+
+def test_corrupt_upload_shows_a_readable_error(page: Any, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)
+    assert _run(page, broken) == "error"
+    message = page.inner_text("#error")
+    assert page.is_visible("#error")
+    assert "broken.png" in message and ("cannot decode" in message or "not an image" in message), message
+    assert "Traceback" not in message and 'File "' not in message
+
+
+def test_restore_and_download_match_the_cli(page: Any, ui_server: UIServer, tiny_weights: Path,
+                                            tmp_path: Path) -> None:
+    source = _write_input(tmp_path)
+    # The previous test left an error on the page: the server must still serve this run.
+    assert _run(page, source, TILE, OVERLAP) == "done", page.inner_text("#error")
+    assert page.is_hidden("#error")
+    # Both previews decoded, at the SR output size for "after", and the zoomed crop was drawn.
+    sizes = page.evaluate("[$('before').naturalWidth, $('before').naturalHeight, $('after').naturalWidth, $('after').naturalHeight]")
+    assert sizes == [48, 40, 96, 80]
+    drawn = page.evaluate("Array.from($('zoom-after').getContext('2d').getImageData(0, 0, 256, 256).data).some(v => v > 0)")
+    assert drawn
+    page.fill("#split", "20")
+    page.dispatch_event("#split", "input")
+    assert "80%" in page.evaluate("$('before').style.clipPath")
+
+    with page.expect_download() as info:
+        page.click("#download")
+    download = info.value
+    assert download.suggested_filename == "small_restored.png"
+    downloaded = tmp_path / "downloaded.png"
+    download.save_as(str(downloaded))
+
+    outdir = tmp_path / "cli"
+    code = cli_main(["restore", str(source), "-o", str(outdir), "--weights", str(tiny_weights),
+                     "--tile", str(TILE), "--tile-overlap", str(OVERLAP), "--device", "cpu", "--quiet"])
+    assert code == 0
+    reference = outdir / "small.png"
+    got, want = imageio.read_image(downloaded), imageio.read_image(reference)
+    assert got.pixels.dtype == want.pixels.dtype == np.uint8
+    assert got.pixels.shape == want.pixels.shape == (80, 96, 3)
+    np.testing.assert_array_equal(got.pixels, want.pixels)
