@@ -1,0 +1,229 @@
+"""From an image of any kind to a restored image of the same kind.
+
+Colour handling (per tile, on the model's device):
+- model and image have the same channel count: straight through;
+- 3-channel model, grey image: the grey plane is replicated to RGB and the result is turned back
+  to grey with BT.601 luma weights;
+- 1-channel model (RED-Net), colour image: the image is converted to YCbCr (BT.601 full range,
+  as in JPEG), only the luminance Y is restored, and the chroma is kept (bicubic-upscaled for SR);
+- alpha: carried over unchanged, bicubic-upscaled for SR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import RestorekitError
+from ..imageio import Image, from_pil, max_value, to_pil
+from .runner import Backend, TorchBackend, available_memory
+from .tiling import (
+    SMALL_IMAGE_PIXELS,
+    TileFn,
+    activation_bytes_per_pixel,
+    auto_tile_size,
+    default_overlap,
+    make_plan,
+    receptive_radius,
+    run_tiled,
+)
+from .tta import ensemble_x8
+
+_LUMA = (0.299, 0.587, 0.114)
+_RESAMPLE_RADIUS = 2  # bicubic chroma/alpha upscaling looks 2 px around each pixel
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How to run a model over an image.
+
+    ``tile``: tile side in input pixels; None picks it from free memory, 0 disables tiling.
+    ``overlap``: tile overlap in input pixels; None uses twice the measured receptive radius plus a
+    blending ramp (exact), or 64 px for models with global statistics.
+    ``tta``: x8 self-ensemble. ``progress``: show a per-tile progress bar.
+    """
+
+    tile: int | None = None
+    overlap: int | None = None
+    tta: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tile is not None and self.tile < 0:
+            raise RestorekitError(f"tile size must be >= 0 (0 = no tiling), got {self.tile}")
+        if self.overlap is not None and self.overlap < 0:
+            raise RestorekitError(f"tile overlap must be >= 0, got {self.overlap}")
+
+
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """NCHW RGB in [0, 1] -> YCbCr, BT.601 full range (chroma centred on 0.5)."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = (b - y) * 0.564 + 0.5
+    cr = (r - y) * 0.713 + 0.5
+    return torch.cat([y, cb, cr], dim=1)
+
+
+def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``rgb_to_ycbcr``."""
+    y, cb, cr = x[:, 0:1], x[:, 1:2] - 0.5, x[:, 2:3] - 0.5
+    r = y + 1.402 * cr
+    b = y + 1.772 * cb
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return torch.cat([r, g, b], dim=1)
+
+
+def _upscale(x: torch.Tensor, scale: int) -> torch.Tensor:
+    if scale == 1:
+        return x
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def make_tile_fn(backend: Backend, channels: int, has_alpha: bool, tta: bool) -> TileFn:
+    """The per-tile function: colour adaptation, optional x8 ensemble, alpha handling."""
+    model_channels = backend.in_channels
+    if (model_channels, channels) not in {(1, 1), (3, 3), (3, 1), (1, 3)}:
+        raise RestorekitError(f"cannot run a {model_channels}-channel model on a {channels}-channel image")
+    scale = backend.scale
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return ensemble_x8(backend, x) if tta else backend(x)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        colour = x[:, :channels]
+        if model_channels == channels:
+            out = run(colour)
+        elif model_channels == 3:  # grey image through an RGB model
+            rgb = run(colour.expand(-1, 3, -1, -1).contiguous())
+            weights = torch.tensor(_LUMA, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
+            out = (rgb * weights).sum(dim=1, keepdim=True)
+        else:  # colour image through a grey model: restore luminance, keep chroma
+            ycc = rgb_to_ycbcr(colour)
+            luma = run(ycc[:, :1].contiguous())
+            out = ycbcr_to_rgb(torch.cat([luma, _upscale(ycc[:, 1:], scale)], dim=1))
+        if has_alpha:
+            alpha = x[:, channels:]
+            out = torch.cat([out, _upscale(alpha, scale).clamp(0, 1) if scale > 1 else alpha], dim=1)
+        return out
+
+    return fn
+
+
+def restore_planes(
+    pixels: np.ndarray, alpha: np.ndarray | None, backend: Backend, options: RestoreOptions = RestoreOptions()
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Restore ``H x W x C`` pixels (C = 1 or 3; uint8, uint16 or float32) and an optional alpha plane.
+
+    Returns arrays of the same dtypes, ``backend.scale`` times larger.
+    """
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+        raise RestorekitError(f"expected H x W x 1 or H x W x 3 pixels, got shape {pixels.shape}")
+    height, width, channels = pixels.shape
+    planes = pixels if alpha is None else np.concatenate([pixels, alpha.astype(pixels.dtype)[..., None]], axis=2)
+    fn = make_tile_fn(backend, channels, alpha is not None, options.tta)
+    tile = _tile_size(backend, options, height, width)
+    if tile == 0 or (height <= tile and width <= tile):
+        plan = make_plan(height, width, backend.scale, max(height, width), 0, 1, 0)
+    else:
+        radius = receptive_radius(backend)
+        if radius is not None and (backend.in_channels != channels or alpha is not None) and backend.scale > 1:
+            radius = max(radius, _RESAMPLE_RADIUS)
+        overlap = options.overlap if options.overlap is not None else default_overlap(radius, backend.alignment)
+        if options.tile is None:  # automatic tiles must leave room for an exact overlap
+            tile = max(tile, 2 * overlap + 4 * backend.alignment)
+        plan = make_plan(height, width, backend.scale, tile, overlap, backend.alignment, radius)
+    out = run_tiled(planes, fn, plan, backend.device, progress=options.progress)
+    if alpha is None:
+        return out, None
+    return np.ascontiguousarray(out[..., :channels]), np.ascontiguousarray(out[..., channels])
+
+
+def _tile_size(backend: Backend, options: RestoreOptions, height: int, width: int) -> int:
+    if options.tile is not None:
+        return options.tile
+    if height * width <= SMALL_IMAGE_PIXELS:
+        return max(height, width)
+    model = getattr(backend, "model", None)
+    if model is None:
+        per_pixel = 4096.0  # unknown runtime: a conservative 4 KB per pixel
+    else:
+        per_pixel = activation_bytes_per_pixel(model, backend.in_channels, backend.alignment, backend.device)
+    overlap = options.overlap if options.overlap is not None else 0
+    return auto_tile_size(per_pixel, available_memory(backend.device), backend.device, overlap, backend.alignment)
+
+
+def restore_image(image: Image, backend: Backend, options: RestoreOptions = RestoreOptions()) -> Image:
+    """Restore a decoded ``Image``; metadata (ICC, EXIF, format) is carried over."""
+    pixels, alpha = restore_planes(image.pixels, image.alpha, backend, options)
+    return Image(pixels, alpha, image.icc_profile, image.exif, image.format)
+
+
+def _backend_for(model: torch.nn.Module | Backend, precision: str) -> Backend:
+    if isinstance(model, torch.nn.Module):
+        return TorchBackend(model, precision)
+    return model
+
+
+def restore_any(model: torch.nn.Module | Backend, image: Any, precision: str = "fp32",
+                options: RestoreOptions = RestoreOptions()) -> Any:
+    """Restore a numpy array, PIL image or tensor and return the same kind.
+
+    - numpy ``H x W``, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4`` (RGBA); uint8, uint16 or float
+      (float in [0, 1]); the result has the same dtype and layout.
+    - PIL images of any mode: the result is a PIL image (8-bit, or ``I;16`` / ``F`` grey).
+    - torch tensors ``C x H x W`` or ``N x C x H x W``, float in [0, 1] (or uint8): same shape
+      convention, dtype and device.
+    """
+    backend = _backend_for(model, precision)
+    try:
+        from PIL import Image as PILImage
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        PILImage = None  # type: ignore[assignment]
+    if PILImage is not None and isinstance(image, PILImage.Image):
+        return to_pil(restore_image(from_pil(image), backend, options))
+    if isinstance(image, torch.Tensor):
+        return _restore_tensor(image, backend, options)
+    if isinstance(image, np.ndarray):
+        return _restore_numpy(image, backend, options)
+    raise RestorekitError(f"cannot restore an object of type {type(image).__name__}; pass numpy, PIL or torch")
+
+
+def _restore_numpy(array: np.ndarray, backend: Backend, options: RestoreOptions) -> np.ndarray:
+    squeeze = array.ndim == 2
+    if squeeze:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise RestorekitError(f"expected an H x W (x 1, 3 or 4) array, got shape {array.shape}")
+    dtype = array.dtype
+    if dtype.kind == "f":
+        work = array.astype(np.float32, copy=False)
+    elif dtype in (np.uint8, np.uint16):
+        work = array
+    else:
+        raise RestorekitError(f"unsupported array dtype {dtype}; use uint8, uint16 or float in [0, 1]")
+    max_value(work.dtype)
+    pixels, alpha = (work[..., :3], work[..., 3]) if work.shape[2] == 4 else (work, None)
+    out, out_alpha = restore_planes(np.ascontiguousarray(pixels), alpha, backend, options)
+    if out_alpha is not None:
+        out = np.concatenate([out, out_alpha[..., None]], axis=2)
+    out = out.astype(dtype, copy=False)
+    return out[..., 0] if squeeze else out
+
+
+def _restore_tensor(tensor: torch.Tensor, backend: Backend, options: RestoreOptions) -> torch.Tensor:
+    if tensor.ndim not in (3, 4):
+        raise RestorekitError(f"expected a C x H x W or N x C x H x W tensor, got shape {tuple(tensor.shape)}")
+    batch = tensor if tensor.ndim == 4 else tensor.unsqueeze(0)
+    outputs = []
+    for item in batch:
+        array = item.detach().permute(1, 2, 0).cpu().numpy()
+        if array.dtype not in (np.uint8,):
+            array = array.astype(np.float32, copy=False)
+        restored = _restore_numpy(array, backend, options)
+        outputs.append(torch.from_numpy(restored).permute(2, 0, 1))
+    result = torch.stack(outputs).to(device=tensor.device, dtype=tensor.dtype)
+    return result if tensor.ndim == 4 else result[0]

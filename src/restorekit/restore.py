@@ -1,0 +1,270 @@
+"""``restorekit restore``: restore image files in batches that never lose work.
+
+Every file is read, restored and written on its own: an unreadable, truncated, unsupported or
+too-large file is reported with its path and reason and the batch goes on; the exit code is 1 when
+any file failed. Outputs are written to a temp file in the destination folder and renamed, existing
+outputs are skipped unless ``--overwrite``, and an output path can never be an input path.
+
+The Python twin of the verb is ``restore_file``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .errors import RestorekitError, WeightsError
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, READABLE_SUFFIXES, output_format, read_image, write_image
+from .inference import RestoreOptions, TorchBackend, pick_device, restore_image
+from .model import RestorationModel, load
+from .zoo import PRESETS, TASKS
+
+# task -> default preset. The restorekit-* presets are the project's own embedded weights.
+DEFAULT_PRESETS: dict[str, str] = {
+    "denoise": "restorekit-denoise",
+    "deblur": "nafnet-gopro-w32",
+    "derain": "hinet-rain13k",
+    "sr": "restorekit-sr-x3",
+}
+# --task sr --scale N without --model
+DEFAULT_SR_PRESETS: dict[int, str] = {2: "vapsr-x2", 3: "restorekit-sr-x3", 4: "vapsr-x4"}
+# what to suggest when a default's weights are missing
+_FALLBACKS: dict[str, str] = {"denoise": "nafnet-sidd-w32", "deblur": "nafnet-gopro-w32", "derain": "hinet-rain13k",
+                              "sr": "vapsr-x4"}
+
+
+def choose_preset(task: str, model: str | None, scale: int | None) -> str:
+    """The preset to use for ``--task/--model/--scale``.
+
+    With ``--scale``, a preset of another scale is swapped for the preset of the same family and
+    task at that scale (``--model vapsr-x4 --scale 2`` -> ``vapsr-x2``); no such preset is an error.
+    """
+    if task not in TASKS:
+        raise RestorekitError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if model is None:
+        if task == "sr" and scale is not None:
+            if scale not in DEFAULT_SR_PRESETS:
+                raise RestorekitError(f"no default model for --scale {scale}; SR scales: 2, 3, 4")
+            return DEFAULT_SR_PRESETS[scale]
+        return DEFAULT_PRESETS[task]
+    if model not in PRESETS:
+        raise RestorekitError(
+            f"unknown model {model!r}; run `restorekit models` for the list, or pass a file with --weights"
+        )
+    preset = PRESETS[model]
+    if scale is None or _preset_scale(model) == scale:
+        return model
+    family_presets = [p for p in PRESETS.values() if p.family == preset.family and p.task == preset.task]
+    same_scale = [p.name for p in family_presets if _preset_scale(p.name) == scale]
+    if not same_scale:
+        scales = sorted({_preset_scale(p.name) for p in family_presets})
+        raise RestorekitError(f"{model}: no {preset.family} preset for scale {scale} (available: {scales})")
+    base = model.rsplit("-x", 1)[0]
+    return next((name for name in same_scale if name.startswith(base)), same_scale[0])
+
+
+def _preset_scale(name: str) -> int:
+    try:
+        return PRESETS[name].scale
+    except KeyError:  # family not built into this install
+        return 1
+
+
+def load_model(
+    task: str = "denoise",
+    model: str | RestorationModel | None = None,
+    weights: str | Path | None = None,
+    scale: int | None = None,
+    tlc: bool | None = None,
+    device: str | torch.device = "auto",
+) -> RestorationModel:
+    """The model for a restore run: a given model, a weights file, a preset, or the task's default."""
+    if isinstance(model, RestorationModel):
+        return model.eval()
+    target = pick_device(str(device)) if not isinstance(device, torch.device) else device
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise WeightsError(f"{weights}: no such weights file")
+        loaded = load(weights, device=target, tlc=tlc, preset=model)
+        if scale is not None and loaded.scale != scale:
+            raise RestorekitError(f"{weights}: is a x{loaded.scale} model, but --scale {scale} was asked for")
+        return loaded
+    name = choose_preset(task, model, scale)
+    try:
+        return load(name, device=target, tlc=tlc)
+    except (KeyError, WeightsError) as exc:
+        reason = exc.args[0] if exc.args else str(exc)
+        hint = ""
+        if model is None:
+            hint = (f" The default model for --task {task} is {name!r}; choose another with --model "
+                    f"(e.g. {_FALLBACKS[task]}) or pass --weights FILE.")
+        raise WeightsError(f"model {name!r} is not available: {reason}.{hint}") from None
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: written outputs, skipped outputs and failures with reasons."""
+
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"done {len(self.done)}, failed {len(self.failed)}, skipped {len(self.skipped)} "
+                f"in {self.seconds:.1f} s")
+
+
+def collect_inputs(inputs: Iterable[str], recursive: bool = False) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Expand files, folders and globs into ``(file, base folder)`` pairs, plus the inputs that matched nothing.
+
+    The base folder keeps sub-folder structure in the output when a folder is given.
+    """
+    found: list[tuple[Path, Path]] = []
+    missing: list[tuple[Path, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
+            if not files:
+                missing.append((path, "folder has no images" + ("" if recursive else " (use --recursive for sub-folders)")))
+            found.extend((f, path) for f in files)
+        elif path.is_file():
+            found.append((path, path.parent))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=recursive))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                missing.append((path, "no such file, folder or matching glob"))
+            found.extend((f, f.parent) for f in files)
+    unique: dict[Path, tuple[Path, Path]] = {}
+    for file, base in found:
+        unique.setdefault(file.resolve(), (file, base))
+    return list(unique.values()), missing
+
+
+def output_path(source: Path, base: Path, outdir: Path, suffix: str, fmt: str) -> Path:
+    """``outdir / <path relative to base> / <stem><suffix><ext>``; ``fmt='same'`` keeps the extension."""
+    relative = source.relative_to(base) if source.is_relative_to(base) else Path(source.name)
+    ext = source.suffix if fmt == "same" else FORMATS[fmt][1]
+    return outdir / relative.parent / f"{relative.stem}{suffix}{ext}"
+
+
+def restore_file(
+    source: str | Path,
+    destination: str | Path,
+    model: str | RestorationModel | None = None,
+    *,
+    task: str = "denoise",
+    weights: str | Path | None = None,
+    scale: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    tta: bool = False,
+    tlc: bool | None = None,
+    precision: str = "fp32",
+    device: str = "auto",
+    format: str = "same",
+    overwrite: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: bool = False,
+) -> Path:
+    """Restore one image file into ``destination`` (written atomically) and return its path.
+
+    ``model``: a loaded ``RestorationModel``, a preset name, or None for the task's default.
+    The other options mirror ``restorekit restore --help``. The source is never overwritten.
+    """
+    source, destination = Path(source), Path(destination)
+    if destination.resolve() == source.resolve():
+        raise RestorekitError(f"{destination}: the output would overwrite the input")
+    if destination.exists() and not overwrite:
+        raise RestorekitError(f"{destination}: exists; pass overwrite=True to replace it")
+    loaded = load_model(task, model, weights, scale, tlc, device)
+    backend = TorchBackend(loaded, precision)
+    options = RestoreOptions(tile=tile, overlap=tile_overlap, tta=tta, progress=progress)
+    image = read_image(source, max_pixels)
+    restored = restore_image(image, backend, options)
+    return write_image(restored, destination, output_format(image, format, source))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    parser.add_argument("--task", choices=TASKS, default="denoise", help="picks the default model (default: denoise)")
+    parser.add_argument("--model", help="preset name (`restorekit models`); with --weights: the expected architecture")
+    parser.add_argument("--weights", help="weights file (.pth/.safetensors); family detected from the tensors")
+    parser.add_argument("--scale", type=int, help="SR scale: picks the preset of the model's family at this scale")
+    parser.add_argument("--tile", type=int, help="tile side in input px (default: from free memory; 0: no tiling)")
+    parser.add_argument("--tile-overlap", type=int, help="tile overlap in px (default: exact, from the receptive field)")
+    parser.add_argument("--tta", action="store_true", help="x8 self-ensemble (8x slower, usually a little better)")
+    parser.add_argument("--tlc", action=argparse.BooleanOptionalAction, default=None,
+                        help="test-time local converter for global pooling (default: the preset's)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    parser.add_argument("--suffix", default="", help="added to each output file name before the extension")
+    parser.add_argument("--format", choices=("same", *FORMATS), default="same", help="output format")
+    parser.add_argument("--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs: never)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"refuse larger images (decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    report = BatchReport()
+    outdir = Path(args.output)
+    files, missing = collect_inputs(args.inputs, args.recursive)
+    for path, reason in missing:
+        report.failed.append((path, reason))
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    model = load_model(args.task, args.model, args.weights, args.scale, args.tlc, args.device)
+    backend = TorchBackend(model, args.precision)
+    options = RestoreOptions(tile=args.tile, overlap=args.tile_overlap, tta=args.tta, progress=not args.quiet)
+    inputs = {f.resolve() for f, _ in files}
+    claimed: dict[Path, Path] = {}
+    bar = tqdm(files, desc="images", unit="img", disable=args.quiet or len(files) < 2)
+    for source, base in bar:
+        destination = output_path(source, base, outdir, args.suffix, args.format)
+        resolved = destination.resolve()
+        if resolved in inputs:
+            _fail(report, source, f"output {destination} is an input file; use --suffix or another -o", bar)
+            continue
+        if resolved in claimed:
+            _fail(report, source, f"output {destination} is also the output of {claimed[resolved]}", bar)
+            continue
+        claimed[resolved] = source
+        if destination.exists() and not args.overwrite:
+            report.skipped.append(destination)
+            bar.write(f"skipped: {destination} exists (use --overwrite)", file=sys.stderr)
+            continue
+        try:
+            image = read_image(source, args.max_pixels)
+            restored = restore_image(image, backend, options)
+            write_image(restored, destination, output_format(image, args.format, source))
+        except RestorekitError as exc:
+            _fail(report, source, str(exc).removeprefix(f"{source}: "), bar)
+            continue
+        except (RuntimeError, MemoryError, OSError, ValueError) as exc:
+            _fail(report, source, f"{type(exc).__name__}: {exc}", bar)
+            continue
+        report.done.append(destination)
+    report.seconds = time.perf_counter() - started
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _fail(report: BatchReport, source: Path, reason: str, bar: tqdm) -> None:
+    report.failed.append((source, reason))
+    bar.write(f"failed: {source}: {reason}", file=sys.stderr)
