@@ -4,6 +4,7 @@ RED-Net, Bicubic++ and VapSR: load official checkpoints, evaluate, train, compre
 from __future__ import annotations
 
 from .model import RestorationModel, build_model, load
+from .restore import restore_file
 from .zoo import PRESETS, get_preset
 
 __version__ = "0.1.0"
@@ -14,4 +15,4 @@ def list_models() -> list[str]:
     return sorted(PRESETS)
 
 
-__all__ = ["RestorationModel", "build_model", "load", "get_preset", "list_models", "__version__"]
+__all__ = ["RestorationModel", "build_model", "load", "get_preset", "list_models", "restore_file", "__version__"]

@@ -51,6 +51,28 @@ class RestorationModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def restore(
+        self,
+        image: Any,
+        *,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        tta: bool = False,
+        precision: str = "fp32",
+        progress: bool = False,
+    ) -> Any:
+        """Restore a numpy array (H x W [x C], uint8/uint16/float), PIL image or tensor
+        ([N x] C x H x W); returns the same kind, dtype and layout.
+
+        Runs on the model's device in tiles sized from free memory (``tile=0``: whole image);
+        ``tta``: x8 self-ensemble; ``precision``: fp32, fp16 or bf16 (autocast).
+        See ``restorekit.inference`` for how tiling stays exact.
+        """
+        from .inference import RestoreOptions, restore_any
+
+        options = RestoreOptions(tile=tile, overlap=tile_overlap, tta=tta, progress=progress)
+        return restore_any(self, image, precision=precision, options=options)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
         if isinstance(out, (list, tuple)):  # multi-stage nets (HINet) return every stage's output
