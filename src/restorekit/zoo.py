@@ -86,6 +86,16 @@ _PRESETS: list[Preset] = [
            "38a0cff7927b7658c78f19df2281d0e5c3b20e948955e9dd58e9f91d13ebc7df",
            license="CC BY-NC-SA 4.0", non_commercial=True,
            source="aselsan-research-imaging-team/bicubic-plusplus"),
+    # --- restorekit's own weights, embedded in the package (src/restorekit/weights/<name>.md: model cards) ---
+    Preset("restorekit-denoise", "nafnet", "restorekit_denoise", "denoise",
+           "small NAFNet, blind colour Gaussian denoising (sigma 0-50)", RESTORATION_RGB,
+           "restorekit-denoise.safetensors", license="MIT", source="trained by restorekit"),
+    Preset("restorekit-sr-x3", "bicubic_pp", "bicubic_pp_x3", "sr",
+           "Bicubic++ x3 for clean bicubic inputs (three-stage pipeline)", SR_Y,
+           "restorekit-sr-x3.safetensors", license="MIT", source="trained by restorekit"),
+    Preset("restorekit-sr-x3-jpeg", "bicubic_pp", "bicubic_pp_x3", "sr",
+           "Bicubic++ x3 for JPEG-Q90 inputs (three-stage pipeline)", SR_Y,
+           "restorekit-sr-x3-jpeg.safetensors", license="MIT", source="trained by restorekit"),
 ]
 
 
