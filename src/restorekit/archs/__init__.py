@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import bicubic_pp, hinet, rednet, vapsr
+from . import bicubic_pp, hinet, nafnet, rednet, vapsr
 
 FAMILIES: dict[str, ModuleType] = {
     hinet.NAME: hinet,
+    nafnet.NAME: nafnet,
     vapsr.NAME: vapsr,
     rednet.NAME: rednet,
     bicubic_pp.NAME: bicubic_pp,
