@@ -1,0 +1,502 @@
+"""Evaluate a model on a test set: ``restorekit eval`` and :func:`evaluate`.
+
+Protocol (the one the SR/denoising papers use, spelled out so numbers are comparable):
+
+- Ground truth (HR) images are mod-cropped to the scale (bottom/right pixels dropped).
+- Inputs come from ``--lr`` (paired by file name, ``baby.png`` <-> ``babyx4.png`` allowed) or are
+  synthesised from the HR image with ``--degrade`` (default ``bicubic:SCALE`` for SR models: MATLAB
+  bicubic with uint8 rounding, which reproduces the shipped benchmark LR files). Random
+  degradations use a generator seeded from ``seed`` and the image name, so every image gets the
+  same input on every run, device and ``--limit``.
+- Grey images (Set14 ``bridge``) are repeated to RGB for 3-channel models; 1-channel models
+  (RED-Net) get the luma: grey images as they are, RGB images as MATLAB's BT.601 Y.
+- A model whose scale is 1 but whose data is downscaled (RED-Net SR) gets the input bicubic-upsampled
+  to the HR size first (pre-upsampling networks).
+- The model output is clamped to [0, 1] before measuring (what saving an image does), then the metric
+  convention of the preset applies (``restorekit.metrics``), unless overridden.
+- Per-image PSNR/SSIM are averaged over the set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from .conventions import SR_Y, MetricConvention
+from .data.degrade import Degradation, imresize, parse_degradation
+from .errors import ConfigError, ImageError
+from .metrics import measure, rgb_to_y
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_GT_FOLDER_NAMES = {"hr", "gt", "target", "targets", "groundtruth", "ground_truth", "original", "clean", "sharp"}
+BICUBIC = "bicubic"  # pseudo-model name: MATLAB bicubic upscaling of the LR input
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Metrics of one image."""
+
+    name: str
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Metrics of a model on one test set, with everything needed to interpret them."""
+
+    model: str
+    dataset: str | None
+    scale: int
+    convention: MetricConvention
+    input: str  # where the inputs came from: an LR folder or a degradation description
+    images: list[ImageResult]
+    paper: dict[str, float] | None = None  # the preset's published numbers for this dataset
+    paper_convention: MetricConvention | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> dict[str, float]:
+        """Mean of the per-image PSNR and SSIM."""
+        n = len(self.images)
+        return {
+            "psnr": sum(r.psnr for r in self.images) / n,
+            "ssim": sum(r.ssim for r in self.images) / n,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "scale": self.scale,
+            "input": self.input,
+            "mean": self.mean,
+            "images": [asdict(r) for r in self.images],
+            "conventions": {**asdict(self.convention), "crop_border": self.convention.border_for(self.scale),
+                            "clamp": "output clamped to [0, 1]", "description": self.convention.describe(self.scale)},
+            "paper": self.paper,
+            **self.extra,
+        }
+
+    def table(self) -> str:
+        """Plain-text per-image table, the mean, and the paper's numbers beside ours."""
+        width = max([len(r.name) for r in self.images] + [len("paper"), 4])
+        lines = [f"{self.model} on {self.dataset or 'images'} (x{self.scale}; {self.convention.describe(self.scale)};"
+                 f" input: {self.input})",
+                 f"{'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}"]
+        for r in self.images:
+            lines.append(f"{r.name:<{width}}  {_fmt_psnr(r.psnr)}  {r.ssim:7.4f}")
+        mean = self.mean
+        lines.append(f"{'mean':<{width}}  {_fmt_psnr(mean['psnr'])}  {mean['ssim']:7.4f}")
+        if self.paper is not None:
+            ssim = self.paper.get("ssim")
+            ssim_text = f"{ssim:7.4f}" if ssim is not None else f"{'-':>7}"
+            lines.append(f"{'paper':<{width}}  {self.paper['psnr']:8.2f}  {ssim_text}"
+                         f"   (ours {mean['psnr'] - self.paper['psnr']:+.2f} dB)")
+            if self.paper_convention is not None and self.paper_convention != self.convention:
+                lines.append(f"note: the paper measured {self.paper_convention.describe(self.scale)}; "
+                             "the overrides make the numbers not comparable")
+        return "\n".join(lines)
+
+
+def _fmt_psnr(value: float) -> str:
+    return f"{'inf':>8}" if math.isinf(value) else f"{value:8.2f}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Images and pairing
+# --------------------------------------------------------------------------------------------------
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """Read an 8- or 16-bit image as a float (C, H, W) tensor in [0, 1]; C is 1 (grey) or 3 (RGB).
+
+    Alpha is dropped (test sets have none). Raises :class:`ImageError` naming the file.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith("I;16") or im.mode == "I":
+                array = np.asarray(im, dtype=np.float64) / 65535.0
+                return torch.from_numpy(array.copy()).float()[None]
+            if im.mode in ("1", "L", "LA"):
+                array = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+                return torch.from_numpy(array.copy())[None]
+            array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from None
+
+
+def _list_images(folder: Path, role: str) -> list[Path]:
+    if not folder.is_dir():
+        raise ConfigError(f"{role} folder {folder} does not exist or is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ConfigError(f"{role} folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _lr_key(stem: str, scale: int | None) -> str:
+    """``babyx4`` / ``baby_x4`` / ``baby-x4`` -> ``baby`` (benchmark LR naming); otherwise unchanged."""
+    pattern = rf"^(.+?)[_-]?x{scale}$" if scale else r"^(.+?)[_-]?x\d+$"
+    match = re.match(pattern, stem, flags=re.IGNORECASE)
+    return match.group(1) if match else stem
+
+
+def pair_files(hr_files: list[Path], lr_files: list[Path], scale: int | None) -> list[tuple[Path, Path]]:
+    """Pair ground-truth and input files by name, tolerating the ``<name>x<scale>`` LR convention.
+
+    Raises :class:`ConfigError` listing every file left without a partner.
+    """
+    lr_by_stem = {p.stem: p for p in lr_files}
+    lr_by_key: dict[str, Path] = {}
+    for p in lr_files:
+        lr_by_key.setdefault(_lr_key(p.stem, scale), p)
+    pairs: list[tuple[Path, Path]] = []
+    used: set[Path] = set()
+    missing: list[str] = []
+    for hr in hr_files:
+        lr = lr_by_stem.get(hr.stem) or lr_by_key.get(hr.stem)
+        if lr is None or lr in used:
+            missing.append(hr.name)
+            continue
+        used.add(lr)
+        pairs.append((hr, lr))
+    extra = [p.name for p in lr_files if p not in used]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"ground truth without an input: {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
+        if extra:
+            parts.append(f"inputs without a ground truth: {', '.join(extra[:20])}" + (" ..." if len(extra) > 20 else ""))
+        raise ConfigError("cannot pair the image folders by name; " + "; ".join(parts))
+    return pairs
+
+
+def guess_dataset(hr_dir: Path) -> str:
+    """``.../Set5/HR`` -> ``Set5``; ``.../Set12`` -> ``Set12`` (ground-truth folder names are skipped)."""
+    hr_dir = hr_dir.resolve()
+    if hr_dir.name.lower() in _GT_FOLDER_NAMES and hr_dir.parent.name:
+        return hr_dir.parent.name
+    return hr_dir.name
+
+
+def _image_seed(seed: int, name: str) -> int:
+    # independent of the order and of --limit: each image's randomness depends on its name only
+    return (seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**63)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------
+
+
+class BicubicUpscaler:
+    """The ``bicubic`` pseudo-model: MATLAB bicubic upscaling, the floor every SR paper reports."""
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+        self.in_channels = 3
+        self.alignment = 1
+        self.name = BICUBIC
+        self.preset = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return imresize(x, scale=self.scale)
+
+
+def _run_model(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, alignment: int) -> torch.Tensor:
+    """Pad the input (replicate) to the model's size multiple, run it, crop the output back."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % alignment, (-w) % alignment
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    with torch.inference_mode():
+        out = model(x)
+    return out[..., : h * scale, : w * scale]
+
+
+def _resolve_device(name: str | torch.device | None) -> torch.device:
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _lookup_paper(preset: Any, dataset: str | None, scale: int, degradation: Degradation | None) -> dict[str, float] | None:
+    if preset is None or dataset is None or not getattr(preset, "paper", None):
+        return None
+    keys = [dataset, f"{dataset}-x{scale}"]
+    if degradation is not None:
+        for step in degradation.steps:
+            low, high = getattr(step, "low", None), getattr(step, "high", None)
+            if type(step).__name__ == "_Noise" and low == high and low is not None:
+                keys.append(f"{dataset}-sigma{low:g}")
+    lowered = {k.lower(): v for k, v in preset.paper.items()}
+    for key in keys:
+        result = lowered.get(key.lower())
+        if result is not None:
+            return {"psnr": result.psnr, **({"ssim": result.ssim} if result.ssim is not None else {})}
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    model: Any,
+    hr_dir: str | Path,
+    lr_dir: str | Path | None = None,
+    scale: int | None = None,
+    degrade: str | Degradation | None = None,
+    convention: MetricConvention | None = None,
+    seed: int = 0,
+    dataset: str | None = None,
+    device: str | torch.device | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Measure PSNR/SSIM of ``model`` on the images of ``hr_dir``.
+
+    ``model``: a :class:`~restorekit.RestorationModel`, a preset name or weights path (loaded with
+    :func:`restorekit.load`), or ``"bicubic"`` (the MATLAB-bicubic floor; needs ``scale``, a
+    ``bicubic:K`` degradation, or an LR folder named ``X<K>``). ``lr_dir``: the inputs, paired with
+    the HR files by name; without it, inputs are made from the HR images with ``degrade`` (default
+    ``bicubic:<scale>`` for SR). ``convention``: the metric convention (default: the preset's, else
+    Y/crop=scale for SR and RGB/crop 0 otherwise). ``dataset``: the name used to look up the paper's
+    number (default: guessed from the folder, ``.../Set5/HR`` -> ``Set5``).
+    """
+    hr_dir = Path(hr_dir)
+    lr_path = Path(lr_dir) if lr_dir is not None else None
+    degradation = parse_degradation(degrade) if isinstance(degrade, str) else degrade
+    dev = _resolve_device(device)
+
+    if isinstance(model, (str, Path)) and str(model) == BICUBIC:
+        k = scale or (degradation.scale if degradation is not None and degradation.scale > 1 else None)
+        if k is None and lr_path is not None:
+            match = re.fullmatch(r"x(\d+)", lr_path.name, flags=re.IGNORECASE)
+            k = int(match.group(1)) if match else None
+        if k is None or k < 2:
+            raise ConfigError("the bicubic pseudo-model needs a scale: pass --scale K (K >= 2)")
+        net: Any = BicubicUpscaler(k)
+    elif isinstance(model, (str, Path)):
+        from .model import load
+
+        net = load(model, device=dev)
+    else:
+        net = model
+        dev = next(net.parameters()).device if hasattr(net, "parameters") else dev
+
+    model_scale = int(net.scale)
+    data_scale = scale if scale is not None else model_scale
+    if degradation is not None and degradation.scale > 1 and scale is None:
+        data_scale = degradation.scale
+    if model_scale not in (1, data_scale):
+        raise ConfigError(f"model {getattr(net, 'name', model)} upscales x{model_scale} but the data is x{data_scale}")
+    if degradation is not None and degradation.scale not in (1, data_scale):
+        raise ConfigError(f"degradation {degradation.spec!r} downscales x{degradation.scale} but the scale is x{data_scale}")
+    if lr_path is None and degradation is None:
+        if data_scale > 1:
+            degradation = parse_degradation(f"bicubic:{data_scale}")
+        else:
+            raise ConfigError("no inputs: give an LR/input folder (--lr) or a degradation (--degrade awgn:25)")
+
+    preset = getattr(net, "preset", None)
+    if convention is None:
+        if preset is not None:
+            convention = preset.convention
+        elif data_scale > 1:
+            convention = SR_Y
+        else:
+            convention = MetricConvention()
+    name = preset.name if preset is not None else (BICUBIC if isinstance(net, BicubicUpscaler) else str(model))
+    dataset = dataset or guess_dataset(hr_dir)
+    in_channels = int(net.in_channels)
+    if in_channels not in (1, 3):
+        raise ConfigError(f"model {name} takes {in_channels} channels; evaluation supports 1 (grey/Y) or 3 (RGB)")
+
+    hr_files = _list_images(hr_dir, "ground-truth")
+    if lr_path is not None:
+        pairs: list[tuple[Path, Path | None]] = list(pair_files(hr_files, _list_images(lr_path, "input"), data_scale))
+    else:
+        pairs = [(p, None) for p in hr_files]
+    if limit is not None:
+        pairs = pairs[:limit]
+
+    results: list[ImageResult] = []
+    iterator: Any = pairs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(pairs, desc=f"eval {name}", unit="img", file=sys.stderr)
+    for hr_file, lr_file in iterator:
+        hr = read_image(hr_file)
+        h, w = hr.shape[-2] // data_scale * data_scale, hr.shape[-1] // data_scale * data_scale
+        hr = hr[:, :h, :w]
+        hr = _to_channels(hr, in_channels)
+        if lr_file is not None:
+            lr = _to_channels(read_image(lr_file), in_channels)
+            expected = (h // data_scale, w // data_scale)
+            if tuple(lr.shape[-2:]) != expected:
+                raise ImageError(f"input {lr_file} is {lr.shape[-1]}x{lr.shape[-2]} but ground truth {hr_file} "
+                                 f"mod-cropped to x{data_scale} needs {expected[1]}x{expected[0]}")
+        else:
+            assert degradation is not None
+            generator = torch.Generator().manual_seed(_image_seed(seed, hr_file.stem))
+            lr = degradation(hr, generator)
+        if model_scale == 1 and data_scale > 1:
+            lr = imresize(lr, size=(h, w))  # pre-upsampling network: it restores a bicubic-upscaled input
+        x = lr[None].to(dev)
+        if isinstance(net, BicubicUpscaler):
+            out = net(x)
+        else:
+            x = x.to(next(net.parameters()).dtype) if hasattr(net, "parameters") else x
+            out = _run_model(net, x, model_scale, int(getattr(net, "alignment", 1)))
+        out = out.float().clamp(0, 1)[0]
+        if tuple(out.shape) != tuple(hr.shape):
+            raise ConfigError(f"model {name} returned {tuple(out.shape)} for {hr_file.name}, expected {tuple(hr.shape)}")
+        scores = measure(out, hr.to(out.device), convention, scale=data_scale)
+        results.append(ImageResult(hr_file.stem, scores["psnr"], scores["ssim"]))
+        if progress and hasattr(iterator, "set_postfix"):
+            iterator.set_postfix(psnr=f"{scores['psnr']:.2f}")
+
+    source = str(lr_path) if lr_path is not None else f"{degradation.describe()} of {hr_dir} (seed {seed})"  # type: ignore[union-attr]
+    return EvalResult(
+        model=name,
+        dataset=dataset,
+        scale=data_scale,
+        convention=convention,
+        input=source,
+        images=results,
+        paper=_lookup_paper(preset, dataset, data_scale, degradation),
+        paper_convention=preset.convention if preset is not None else None,
+    )
+
+
+def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey -> RGB by repetition for 3-channel models; RGB -> MATLAB Y for 1-channel models."""
+    if image.shape[0] == channels:
+        return image
+    if channels == 3 and image.shape[0] == 1:
+        return image.expand(3, -1, -1).contiguous()
+    if channels == 1 and image.shape[0] == 3:
+        return rgb_to_y(image)
+    raise ConfigError(f"cannot feed a {image.shape[0]}-channel image to a {channels}-channel model")
+
+
+def write_json_atomic(document: dict[str, Any], path: str | Path) -> Path:
+    """Write JSON next to ``path`` under a temporary name, then rename: readers never see half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, allow_nan=True)
+            handle.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``restorekit eval``."""
+    parser.add_argument("model", metavar="MODEL", help="preset name, weights file, or 'bicubic' (the bicubic floor)")
+    parser.add_argument("--hr", required=True, type=Path, help="folder of ground-truth images")
+    parser.add_argument("--lr", type=Path, help="folder of inputs paired by name (babyx4.png <-> baby.png)")
+    parser.add_argument("--scale", type=int, help="SR factor (default: the model's)")
+    parser.add_argument("--degrade", help="synthesise inputs from the ground truth, e.g. awgn:25, bicubic:4, bicubic:3+jpeg:90")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random degradations (per image, by name)")
+    parser.add_argument("--dataset", help="dataset name for the paper lookup (default: guessed from --hr)")
+    parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    channel = parser.add_mutually_exclusive_group()
+    channel.add_argument("--y", dest="y_channel", action="store_const", const=True, help="measure the Y channel")
+    channel.add_argument("--rgb", dest="y_channel", action="store_const", const=False, help="measure RGB")
+    parser.add_argument("--crop", type=int, help="pixels cropped from each border (default: the preset's)")
+    rounding = parser.add_mutually_exclusive_group()
+    rounding.add_argument("--float", dest="uint8", action="store_const", const=False, help="measure float outputs (no uint8 rounding)")
+    rounding.add_argument("--uint8", dest="uint8", action="store_const", const=True, help="round to uint8 first")
+    parser.add_argument("--ssim", choices=("2d", "3d"), help="SSIM variant")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _convention_from_args(args: argparse.Namespace, base: MetricConvention) -> MetricConvention:
+    changes: dict[str, Any] = {}
+    if args.y_channel is not None:
+        changes["y_channel"] = args.y_channel
+    if args.crop is not None:
+        if args.crop < 0:
+            raise ConfigError(f"--crop must be >= 0, got {args.crop}")
+        changes["crop_border"] = args.crop
+    if args.uint8 is not None:
+        changes["uint8"] = args.uint8
+    if args.ssim is not None:
+        changes["ssim"] = args.ssim
+    return replace(base, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``restorekit eval``: print the per-image table and the mean (and the paper's number), optionally write JSON."""
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    device = _resolve_device(args.device)
+    if args.model == BICUBIC:
+        model: Any = BICUBIC
+    else:
+        from .model import load
+
+        model = load(args.model, device=device)
+    # overrides apply on top of the preset's convention (or the default one)
+    probe = model if not isinstance(model, str) else None
+    if probe is not None and probe.preset is not None:
+        base = probe.preset.convention
+    else:
+        scale = args.scale or (probe.scale if probe is not None else 2)
+        base = SR_Y if scale > 1 or args.model == BICUBIC else MetricConvention()
+    overridden = any(v is not None for v in (args.y_channel, args.crop, args.uint8, args.ssim))
+    convention = _convention_from_args(args, base) if overridden else None
+    result = evaluate(model, args.hr, lr_dir=args.lr, scale=args.scale, degrade=args.degrade, convention=convention,
+                      seed=args.seed, dataset=args.dataset, device=device, limit=args.limit,
+                      progress=not args.no_progress)
+    print(result.table())
+    if args.json is not None:
+        write_json_atomic(result.to_json(), args.json)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,144 @@
+"""Evaluation: pairing, deterministic synthetic inputs, channel handling, the bicubic floor, the CLI verb,
+and (slow) reproduction of VapSR's published Set5/Set14 numbers with the official weights."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from restorekit.cli import main
+from restorekit.conventions import MetricConvention
+from restorekit.errors import ConfigError, ImageError
+from restorekit.evaluate import evaluate, guess_dataset, pair_files, read_image
+
+
+def _write(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _smooth_rgb(seed: int, h: int = 36, w: int = 44) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = torch.from_numpy(rng.random((1, 3, h // 6, w // 6)))
+    big = nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)[0]
+    return (big.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+class _Identity(nn.Module):
+    """A scale-1 model that returns its input (what a perfect no-op restorer measures)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.scale = 1
+        self.in_channels = channels
+        self.alignment = 4  # exercises the pad-and-crop path on sizes that are not multiples of 4
+        self.preset = None
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape))
+        return x + self.dummy
+
+
+def test_pairing_tolerates_scale_suffix_and_lists_unmatched(tmp_path: Path) -> None:
+    hr = [tmp_path / "baby.png", tmp_path / "bird.png", tmp_path / "head.png"]
+    lr = [tmp_path / "babyx4.png", tmp_path / "bird_x4.png", tmp_path / "head.png"]
+    pairs = pair_files(hr, lr, 4)
+    assert [(a.name, b.name) for a, b in pairs] == [("baby.png", "babyx4.png"), ("bird.png", "bird_x4.png"), ("head.png", "head.png")]
+    with pytest.raises(ConfigError) as info:
+        pair_files(hr + [tmp_path / "woman.png"], lr + [tmp_path / "zebrax4.png"], 4)
+    assert "woman.png" in str(info.value) and "zebrax4.png" in str(info.value)
+
+
+def test_guess_dataset() -> None:
+    assert guess_dataset(Path("/data/sr/Set5/HR")) == "Set5"
+    assert guess_dataset(Path("/data/denoise/Set12")) == "Set12"
+
+
+def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "hr" / "broken.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(ImageError, match="broken.png"):
+        read_image(bad)
+    code = main(["eval", "bicubic", "--hr", str(bad.parent), "--scale", "2", "--no-progress", "--device", "cpu"])
+    assert code == 2
+
+
+def test_synthetic_noise_is_deterministic_per_image(tmp_path: Path, device: torch.device) -> None:
+    for i in range(3):
+        _write(tmp_path / "gt" / f"img{i}.png", _smooth_rgb(i, 30, 34))
+    model = _Identity(3).to(device)
+    a = evaluate(model, tmp_path / "gt", degrade="awgn:25", seed=1)
+    b = evaluate(model, tmp_path / "gt", degrade="awgn:25", seed=1)
+    c = evaluate(model, tmp_path / "gt", degrade="awgn:25", seed=2)
+    limited = evaluate(model, tmp_path / "gt", degrade="awgn:25", seed=1, limit=2)
+    assert [r.psnr for r in a.images] == [r.psnr for r in b.images]
+    assert [r.psnr for r in a.images] != [r.psnr for r in c.images]
+    assert [r.psnr for r in limited.images] == [r.psnr for r in a.images[:2]]  # by name, not by position
+    # identity on sigma-25 noise: 20.17 dB before clipping, a little more after clamping to [0, 1]
+    assert 19.5 < a.mean["psnr"] < 22.0
+    assert all(shape[-2] % 4 == 0 and shape[-1] % 4 == 0 for shape in model.seen)  # padded to alignment
+    assert a.dataset == tmp_path.name and a.convention == MetricConvention()
+
+
+def test_channel_handling_grey_to_rgb_and_rgb_to_y(tmp_path: Path) -> None:
+    grey = _smooth_rgb(5)[..., 0]
+    _write(tmp_path / "grey" / "g.png", grey)
+    _write(tmp_path / "rgb" / "c.png", _smooth_rgb(6))
+    three = _Identity(3)
+    result = evaluate(three, tmp_path / "grey", degrade="awgn:0")
+    assert three.seen[-1][1] == 3 and math.isinf(result.images[0].psnr)
+    one = _Identity(1)
+    evaluate(one, tmp_path / "rgb", degrade="awgn:10")
+    assert one.seen[-1][1] == 1  # an RGB ground truth reaches a 1-channel model as its luma
+
+
+def test_bicubic_floor_matches_shipped_lr_and_literature(shared_data: Path) -> None:
+    root = shared_data / "sr" / "Set5"
+    shipped = evaluate("bicubic", root / "HR", lr_dir=root / "LR_bicubic" / "X4", device="cpu")
+    synthetic = evaluate("bicubic", root / "HR", scale=4, device="cpu")  # LR made by our MATLAB imresize
+    assert shipped.dataset == "Set5" and shipped.scale == 4
+    assert abs(shipped.mean["psnr"] - synthetic.mean["psnr"]) < 0.01
+    # the bicubic x4 Set5 row of every SR paper is 28.42 dB / 0.8104 (MATLAB, Y from uint8 rgb2ycbcr);
+    # we keep the BasicSR float Y, which moves it by about +0.01 dB / +0.001
+    assert shipped.mean["psnr"] == pytest.approx(28.42, abs=0.03)
+    assert shipped.mean["ssim"] == pytest.approx(0.8104, abs=0.002)
+
+
+def test_cli_writes_json_and_table(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = shared_data / "sr" / "Set5"
+    out = tmp_path / "res" / "bicubic.json"
+    code = main(["eval", "bicubic", "--hr", str(root / "HR"), "--lr", str(root / "LR_bicubic" / "X3"),
+                 "--json", str(out), "--limit", "2", "--no-progress", "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "baby" in printed and "bird" in printed and "mean" in printed
+    doc = json.loads(out.read_text())
+    assert doc["model"] == "bicubic" and doc["scale"] == 3 and len(doc["images"]) == 2
+    assert set(doc["mean"]) == {"psnr", "ssim"} and doc["conventions"]["y_channel"] is True
+    assert doc["conventions"]["crop_border"] == 3
+    assert not list(out.parent.glob(".*.tmp"))  # atomic write leaves no temporary behind
+    # a convention override changes the number
+    code = main(["eval", "bicubic", "--hr", str(root / "HR"), "--lr", str(root / "LR_bicubic" / "X3"), "--rgb",
+                 "--json", str(out), "--limit", "2", "--no-progress", "--device", "cpu"])
+    assert code == 0 and json.loads(out.read_text())["mean"]["psnr"] < doc["mean"]["psnr"]
+
+
+@pytest.mark.slow
+def test_vapsr_x4_reproduces_paper(shared_weights: Path, shared_data: Path, device: torch.device) -> None:
+    for dataset, psnr, ssim in (("Set5", 32.38, 0.8978), ("Set14", 28.77, 0.7852)):
+        root = shared_data / "sr" / dataset
+        result = evaluate("vapsr-x4", root / "HR", lr_dir=root / "LR_bicubic" / "X4", device=device)
+        assert result.paper == {"psnr": psnr, "ssim": ssim}
+        assert result.mean["psnr"] == pytest.approx(psnr, abs=0.03), dataset
+        assert result.mean["ssim"] == pytest.approx(ssim, abs=0.002), dataset
