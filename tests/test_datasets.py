@@ -1,0 +1,113 @@
+"""Datasets: pairing by name, aligned crops, keyed determinism, the distributed batch split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from restorekit.data.datasets import (
+    Augment,
+    DegradedFolder,
+    EpochBatchSampler,
+    PairedFolder,
+    SampleKey,
+    crop_and_augment,
+    pair_files,
+    read_image,
+)
+from restorekit.errors import ConfigError
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+@pytest.fixture
+def sr_folders(tmp_path: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        gt = (rng.random((16, 20, 3)) * 255).astype(np.uint8)
+        _write(tmp_path / "gt" / f"img{i}.png", gt)
+        _write(tmp_path / "lq" / f"img{i}x2.png", gt[::2, ::2])
+    return tmp_path / "lq", tmp_path / "gt"
+
+
+def test_pairs_tolerate_scale_suffix(sr_folders: tuple[Path, Path]) -> None:
+    pairs = pair_files(*sr_folders)
+    assert [(lq.name, gt.name) for lq, gt in pairs] == [(f"img{i}x2.png", f"img{i}.png") for i in range(3)]
+
+
+def test_unmatched_files_are_listed(sr_folders: tuple[Path, Path]) -> None:
+    lq_dir, gt_dir = sr_folders
+    _write(lq_dir / "stray.png", np.zeros((4, 4, 3), np.uint8))
+    _write(gt_dir / "lonely.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ConfigError, match="stray.png") as info:
+        pair_files(lq_dir, gt_dir)
+    assert "lonely.png" in str(info.value)
+
+
+def test_crop_is_aligned_to_the_scale_grid_under_every_augmentation() -> None:
+    # LQ = 3x3 block average of GT; averaging commutes with aligned crops, flips and transposes,
+    # so the relation must survive every random crop/augmentation.
+    gt = torch.rand(3, 30, 33)
+    lq = F.avg_pool2d(gt[None], 3)[0]
+    for position in range(12):
+        g = torch.Generator().manual_seed(position)
+        lq_c, gt_c = crop_and_augment(lq, gt, 3, Augment(patch=12, flip=True, rot90=True), g, "test")
+        assert gt_c.shape == (3, 12, 12) and lq_c.shape == (3, 4, 4)
+        torch.testing.assert_close(F.avg_pool2d(gt_c[None], 3)[0], lq_c)
+
+
+def test_samples_depend_only_on_the_key(sr_folders: tuple[Path, Path]) -> None:
+    data = PairedFolder(*sr_folders, scale=2, augment=Augment(patch=8, flip=True, rot90=True), seed=5)
+    a = data[SampleKey(3, 7, 1)]
+    again = PairedFolder(*sr_folders, scale=2, augment=Augment(patch=8, flip=True, rot90=True), seed=5)[SampleKey(3, 7, 1)]
+    assert torch.equal(a[0], again[0]) and torch.equal(a[1], again[1])
+    others = [data[SampleKey(epoch, 7, 1)][1] for epoch in range(4, 10)]
+    assert any(not torch.equal(a[1], o) for o in others)  # another epoch draws another crop
+    assert a[0].shape == (3, 4, 4) and a[1].shape == (3, 8, 8)
+
+
+def test_degraded_folder_makes_lq_from_gt_patch(sr_folders: tuple[Path, Path]) -> None:
+    _, gt_dir = sr_folders
+    data = DegradedFolder(gt_dir, "bicubic:2", scale=2, augment=Augment(patch=8), seed=0)
+    lq, gt = data[SampleKey(0, 0, 2)]
+    assert lq.shape == (3, 4, 4) and gt.shape == (3, 8, 8)
+    noisy = DegradedFolder(gt_dir, "awgn:25", scale=1, augment=Augment(patch=8), seed=0)
+    lq1, gt1 = noisy[SampleKey(0, 0, 0)]
+    assert lq1.shape == gt1.shape and 0.05 < float((lq1 - gt1).std()) < 0.15  # sigma 25/255 ~ 0.098
+    with pytest.raises(ConfigError, match="downscales by 2"):
+        DegradedFolder(gt_dir, "bicubic:2", scale=3)
+
+
+def test_grey_reading(tmp_path: Path) -> None:
+    _write(tmp_path / "g.png", np.full((4, 5, 3), 200, np.uint8))
+    grey = read_image(tmp_path / "g.png", channels=1)
+    assert grey.shape == (1, 4, 5) and torch.allclose(grey, torch.full_like(grey, 200 / 255))
+
+
+def test_distributed_split_unions_to_the_single_process_batches() -> None:
+    single = EpochBatchSampler(10, batch_size=4, seed=3, repeat=2)
+    ranks = [EpochBatchSampler(10, batch_size=2, seed=3, repeat=2, rank=r, world_size=2) for r in range(2)]
+    for s in [single, *ranks]:
+        s.set_epoch(4)
+    single_batches = list(single)
+    rank_batches = [list(r) for r in ranks]
+    assert len(single_batches) == len(rank_batches[0]) == 5  # 20 samples // 4, last partial dropped
+    for step, batch in enumerate(single_batches):
+        assert batch == rank_batches[0][step] + rank_batches[1][step]
+    positions = [key.position for batch in single_batches for key in batch]
+    assert len(set(positions)) == 20  # every position once: repeats get distinct keys
+    single.set_epoch(4, start_batch=3)
+    assert list(single) == single_batches[3:]
+
+
+def test_sampler_rejects_a_set_smaller_than_one_batch() -> None:
+    with pytest.raises(ConfigError, match="batch_size"):
+        EpochBatchSampler(3, batch_size=4, seed=0)

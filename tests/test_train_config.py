@@ -1,0 +1,105 @@
+"""Typed configs: every recipe validates; unknown keys, wrong types and bad overrides name the key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from restorekit.errors import ConfigError
+from restorekit.train.config import RunConfig, config_from_dict, load_config, to_dict
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE_DIRS = ("nafnet", "hinet", "rednet", "bicubic_pp", "vapsr")
+RECIPES = sorted(p for d in RECIPE_DIRS for p in (REPO / "configs" / d).glob("*.yml"))
+
+MINIMAL = {
+    "name": "t",
+    "model": {"family": "bicubic_pp", "arch": {"channels": 4}},
+    "data": {"train": {"gt": "gt", "lq": "lq"}},
+    "train": {"total_steps": 3},
+}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_validates_and_round_trips(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, RunConfig)
+    assert config_from_dict(to_dict(config)) == config  # the resolved config saved beside a run reloads equal
+    config.arch_config()
+
+
+def test_recipes_cover_every_family_with_a_laptop_variant() -> None:
+    for family in RECIPE_DIRS:
+        names = [p.name for p in RECIPES if p.parent.name == family]
+        assert any(n.endswith("_laptop.yml") for n in names), family
+        assert any(not n.endswith("_laptop.yml") for n in names), family
+
+
+def test_published_recipe_facts() -> None:
+    nafnet = load_config(REPO / "configs/nafnet/sidd_w32.yml")
+    assert (nafnet.optim.name, nafnet.optim.betas, nafnet.optim.grad_clip) == ("adamw", (0.9, 0.9), 0.01)
+    assert (nafnet.loss.name, nafnet.schedule.name, nafnet.schedule.min_lr) == ("psnr", "cosine", 1e-7)
+    hinet = load_config(REPO / "configs/hinet/gopro.yml")
+    assert hinet.loss.stage_weights == (0.5, 0.5)
+    assert load_config(REPO / "configs/hinet/sidd_1x.yml").loss.name == "l1"
+    bpp = load_config(REPO / "configs/bicubic_pp/x3_wide.yml")
+    assert (bpp.schedule.name, bpp.schedule.unit, bpp.optim.lr) == ("knee", "epoch", 5e-4)
+    assert "jpeg:90" in (bpp.data.train.degradation or "")
+    vapsr = load_config(REPO / "configs/vapsr/x2.yml")
+    assert (vapsr.ema.decay, vapsr.optim.betas, vapsr.schedule.milestones[0]) == (0.999, (0.9, 0.99), 60000)
+    red = load_config(REPO / "configs/rednet/red30_denoise.yml")
+    assert (red.optim.lr, red.loss.name, red.data.train.patch) == (1e-4, "mse", 50)
+
+
+def test_defaults_and_yaml_exponent_strings() -> None:
+    config = config_from_dict({**MINIMAL, "optim": {"lr": "2e-4"}})  # PyYAML reads 2e-4 as a string
+    assert config.optim.lr == 2e-4 and config.schedule.name == "constant" and config.ema.decay == 0.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"optim": {"lrr": 1.0}}, "unknown key optim.lrr"),
+        ({"optim": {"lr": "fast"}}, "optim.lr: expected a number"),
+        ({"optim": {"betas": [0.9, "x"]}}, r"optim.betas\[1\]"),
+        ({"optim": {"betas": [0.9]}}, "optim.betas: expected 2 items"),
+        ({"train": {"total_steps": 2.5}}, "train.total_steps: expected an integer"),
+        ({"train": {"total_steps": 3, "deterministic": "yes"}}, "train.deterministic: expected true/false"),
+        ({"loss": {"name": "ssim"}}, "loss.name: 'ssim' is not one of"),
+        ({"model": {"family": "bicubic_pp", "arch": {"chanels": 4}}}, "unknown key model.arch.chanels"),
+        ({"model": {"family": "bicubic_pp", "arch": {"channels": "4"}}}, "model.arch.channels: expected an integer"),
+        ({"model": {"family": "nope"}}, "model.family: unknown family 'nope'"),
+        ({"model": {"family": "vapsr", "preset": "vapsr_x5"}}, "not a vapsr preset"),
+        ({"data": {"batch_size": 2}}, "missing required key data.train"),
+    ],
+)
+def test_invalid_configs_name_the_key(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**MINIMAL, **change})
+
+
+def test_overrides_are_yaml_parsed_and_validated(tmp_path: Path) -> None:
+    path = tmp_path / "run.yml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    config = load_config(path, ["optim.lr=2e-4", "optim.betas=[0.9, 0.9]", "ema.decay=0.5", "name=other"])
+    assert (config.optim.lr, config.optim.betas, config.ema.decay, config.name) == (2e-4, (0.9, 0.9), 0.5, "other")
+    with pytest.raises(ConfigError, match="unknown key optim.momentun"):
+        load_config(path, ["optim.momentun=0.9"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(path, ["optim.lr"])
+    with pytest.raises(ConfigError, match="is not a section"):
+        load_config(path, ["name.x=1"])
+    # safe_load, never eval: Python expressions stay strings and fail type checks
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        load_config(path, ["optim.lr=__import__('os').getcwd()"])
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yml")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({**MINIMAL, "extra": 1}))
+    with pytest.raises(ConfigError, match=r"bad.yml: unknown key extra"):
+        load_config(bad)
