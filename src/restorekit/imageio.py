@@ -164,10 +164,11 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
                     "(raise it with --max-pixels if you trust this file)"
                 )
             fmt = _PIL_TO_FORMAT.get(im.format or "", None)
+            sixteen_bit_colour = im.mode in ("RGB", "RGBA") and "16" in _rawmode(im)  # before getexif() loads
             exif = im.getexif()
             orientation = _orientation(exif)
             icc = im.info.get("icc_profile") or None
-            if im.mode in ("RGB", "RGBA") and "16" in _rawmode(im):
+            if sixteen_bit_colour:
                 pixels, alpha = _read_16bit_colour(path)
             else:
                 if im.mode == "CMYK":
@@ -256,18 +257,17 @@ def to_pil(image: Image) -> PILImage.Image:
     pixels, alpha = image.pixels, image.alpha
     if pixels.dtype.kind == "f":
         if image.channels == 1 and alpha is None:
-            im = PILImage.fromarray(np.ascontiguousarray(pixels[..., 0], dtype=np.float32), mode="F")
+            im = PILImage.fromarray(np.ascontiguousarray(pixels[..., 0], dtype=np.float32))  # mode F
             return _with_metadata(im, image)
         pixels, alpha = to_uint8(pixels), (to_uint8(alpha) if alpha is not None else None)
     if pixels.dtype == np.uint16:
         if image.channels == 1 and alpha is None:
-            im = PILImage.fromarray(np.ascontiguousarray(pixels[..., 0]), mode="I;16")
+            im = PILImage.fromarray(np.ascontiguousarray(pixels[..., 0]))  # mode I;16
             return _with_metadata(im, image)
         pixels, alpha = to_uint8(pixels), (to_uint8(alpha) if alpha is not None else None)
     planes = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes.shape[2]]
-    array = planes[..., 0] if mode == "L" else planes
-    return _with_metadata(PILImage.fromarray(np.ascontiguousarray(array), mode=mode), image)
+    array = planes[..., 0] if planes.shape[2] == 1 else planes  # uint8: L, LA, RGB or RGBA by shape
+    return _with_metadata(PILImage.fromarray(np.ascontiguousarray(array)), image)
 
 
 def _with_metadata(im: PILImage.Image, image: Image) -> PILImage.Image:
