@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from ..errors import RestorekitError
 from ..imageio import DEFAULT_MAX_PIXELS
@@ -57,8 +59,15 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"restorekit ui: serving {len(server.catalogue.entries)} model(s) on {server.url}  (Ctrl+C stops)",
           flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # `kill` (SIGTERM) should clean up the uploads folder just like Ctrl+C does.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server.serve_forever()
     finally:
         server.server_close()
     return 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(0)

@@ -180,11 +180,18 @@ class Catalogue:
             return model
 
 
-def list_samples() -> list[str]:
+def list_samples(folder: Path | None = None) -> list[str]:
     """File names of the sample images bundled with the package (may be empty)."""
-    if not SAMPLES_DIR.is_dir():
+    folder = SAMPLES_DIR if folder is None else folder
+    if not folder.is_dir():
         return []
-    return sorted(p.name for p in SAMPLES_DIR.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+
+
+def sample_file(name: str, folder: Path | None = None) -> Path | None:
+    """The bundled sample called ``name``; only names from the listing match, so no path escapes."""
+    folder = SAMPLES_DIR if folder is None else folder
+    return folder / name if name in list_samples(folder) else None
 
 
 def preview_png(path: Path, max_pixels: int | None) -> tuple[bytes, dict[str, Any]]:

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import RestorekitError
-from .jobs import Catalogue, JobRunner, Options, SAMPLES_DIR, list_samples
+from .jobs import Catalogue, JobRunner, Options, list_samples, sample_file
 
 log = logging.getLogger("restorekit.ui")
 
@@ -45,6 +45,7 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".tif": "image/tiff", ".tiff": "image/tiff", ".bmp": "image/bmp"}
 JOB_ROUTE = re.compile(r"^/api/jobs/([0-9a-f]{32})(?:/(before\.png|after\.png|result))?$")
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+DRAIN_LIMIT = 8 << 30  # an oversized upload up to this size is read (and dropped) so the page gets the message
 
 
 def is_loopback(host: str) -> bool:
@@ -161,10 +162,10 @@ class Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
 
     def _sample(self, name: str) -> None:
-        if name not in list_samples():  # only names from the listing: no path tricks
+        file = sample_file(name)
+        if file is None:
             self._error(HTTPStatus.NOT_FOUND, f"no such sample: {name}")
             return
-        file = SAMPLES_DIR / name
         self._send(HTTPStatus.OK, file.read_bytes(), IMAGE_TYPES.get(file.suffix.lower(), "application/octet-stream"))
 
     def _job(self, job_id: str, part: str | None) -> None:
@@ -197,8 +198,16 @@ class Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         if length > self.server.max_upload_bytes:
-            # Answer without reading the body, and close: the rest of it is not wanted.
+            # Read and discard the body (never stored) before answering: a browser whose upload is
+            # cut off shows a network error instead of this message. Past DRAIN_LIMIT, just close.
             self.close_connection = True
+            if length <= DRAIN_LIMIT:
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
             limit = self.server.max_upload_bytes / 2**20
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                         f"the file is {length / 2**20:.1f} MiB; this server accepts up to {limit:.0f} MiB")
