@@ -63,8 +63,8 @@ def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
     """NCHW RGB in [0, 1] -> YCbCr, BT.601 full range (chroma centred on 0.5)."""
     r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
     y = 0.299 * r + 0.587 * g + 0.114 * b
-    cb = (b - y) * 0.564 + 0.5
-    cr = (r - y) * 0.713 + 0.5
+    cb = (b - y) / 1.772 + 0.5  # exact inverses of ycbcr_to_rgb, so untouched chroma round-trips
+    cr = (r - y) / 1.402 + 0.5
     return torch.cat([y, cb, cr], dim=1)
 
 

@@ -1,0 +1,200 @@
+"""``model.restore`` returns the same kind it was given; ``restorekit restore`` batches never lose
+work (corrupt files, existing outputs, inputs never overwritten, pixel limit); end to end with the
+official VapSR weights and with tiny random models passed by ``--weights``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+import restorekit
+from restorekit.archs import bicubic_pp, rednet, vapsr
+from restorekit.cli import main
+from restorekit.convert import save_safetensors
+from restorekit.errors import RestorekitError
+from restorekit.inference.pipeline import rgb_to_ycbcr, ycbcr_to_rgb
+from restorekit.model import RestorationModel, build_model
+from restorekit.restore import DEFAULT_PRESETS, choose_preset, restore_file
+
+
+@pytest.fixture
+def tiny_sr(device: torch.device) -> RestorationModel:
+    return build_model("vapsr", vapsr.Config(scale=2, num_feat=8, num_block=2, d_atten=8)).eval().to(device)
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    """A tiny x3 Bicubic++ saved as safetensors, as a user's own weights file would be."""
+    model = build_model("bicubic_pp", bicubic_pp.Config(channels=8))
+    return save_safetensors(model, tmp_path / "weights" / "tiny.safetensors")
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(array).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        (np.random.rand(10, 12, 3) * 255).astype(np.uint8),
+        (np.random.rand(10, 12, 3) * 65535).astype(np.uint16),
+        np.random.rand(10, 12, 3).astype(np.float32),
+        np.random.rand(10, 12, 3),  # float64
+        (np.random.rand(10, 12) * 255).astype(np.uint8),  # grey H x W
+        (np.random.rand(10, 12, 4) * 255).astype(np.uint8),  # RGBA
+    ],
+    ids=["u8", "u16", "f32", "f64", "grey", "rgba"],
+)
+def test_numpy_in_numpy_out(tiny_sr: RestorationModel, array: np.ndarray) -> None:
+    out = tiny_sr.restore(array)
+    assert isinstance(out, np.ndarray) and out.dtype == array.dtype
+    assert out.shape == (20, 24, *array.shape[2:])
+
+
+def test_pil_and_tensor_give_the_same_pixels(tiny_sr: RestorationModel, device: torch.device) -> None:
+    array = (np.random.rand(10, 12, 3) * 255).astype(np.uint8)
+    from_numpy = tiny_sr.restore(array)
+    from_pil = tiny_sr.restore(PILImage.fromarray(array))
+    assert isinstance(from_pil, PILImage.Image) and from_pil.mode == "RGB" and from_pil.size == (24, 20)
+    np.testing.assert_array_equal(np.asarray(from_pil), from_numpy)
+    grey = tiny_sr.restore(PILImage.fromarray(array[..., 0]))
+    assert grey.mode == "L"
+    tensor = torch.from_numpy(array).permute(2, 0, 1).float().div(255).to(device)
+    out = tiny_sr.restore(tensor)
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 20, 24) and out.device == tensor.device
+    assert out.dtype == torch.float32
+    assert np.abs(np.clip(out.permute(1, 2, 0).cpu().numpy() * 255, 0, 255) - from_numpy).max() <= 0.51
+    batch = tiny_sr.restore(torch.stack([tensor, tensor]))
+    assert batch.shape == (2, 3, 20, 24)
+    torch.testing.assert_close(batch[1], out)
+
+
+def test_alpha_is_kept_and_upscaled(tiny_sr: RestorationModel) -> None:
+    rgba = (np.random.rand(8, 9, 4) * 255).astype(np.uint8)
+    rgba[..., 3] = 200
+    out = tiny_sr.restore(rgba)
+    assert out.shape == (16, 18, 4) and np.all(out[..., 3] == 200)
+
+
+def test_grey_model_on_colour_keeps_chroma(device: torch.device) -> None:
+    model = build_model("rednet", rednet.Config(depth=4, width=8, in_channels=1)).eval().to(device)
+    rgb = np.random.rand(12, 14, 3).astype(np.float32) * 0.5 + 0.25
+    out = model.restore(rgb)
+    assert out.shape == rgb.shape
+    ycc_in = rgb_to_ycbcr(torch.from_numpy(rgb).permute(2, 0, 1)[None])
+    ycc_out = rgb_to_ycbcr(torch.from_numpy(out).permute(2, 0, 1)[None])
+    torch.testing.assert_close(ycc_out[:, 1:], ycc_in[:, 1:], atol=1e-5, rtol=0)
+    assert not torch.allclose(ycc_out[:, :1], ycc_in[:, :1])  # luminance was processed
+    torch.testing.assert_close(ycbcr_to_rgb(ycc_in), torch.from_numpy(rgb).permute(2, 0, 1)[None], atol=1e-5, rtol=0)
+
+
+def test_restore_rejects_what_it_cannot_handle(tiny_sr: RestorationModel) -> None:
+    with pytest.raises(RestorekitError, match="int32"):
+        tiny_sr.restore(np.zeros((4, 4, 3), np.int32))
+    with pytest.raises(RestorekitError, match="shape"):
+        tiny_sr.restore(np.zeros((4, 4, 5), np.uint8))
+
+
+def test_preset_choice() -> None:
+    assert DEFAULT_PRESETS["denoise"] == "restorekit-denoise" and DEFAULT_PRESETS["sr"] == "restorekit-sr-x3"
+    assert choose_preset("denoise", None, None) == "restorekit-denoise"
+    assert choose_preset("sr", None, 4) == "vapsr-x4"
+    assert choose_preset("sr", "vapsr-x4", 2) == "vapsr-x2"
+    assert choose_preset("sr", "vapsr-x4", None) == "vapsr-x4"
+    with pytest.raises(RestorekitError, match="scale 2"):
+        choose_preset("sr", "bicubic-pp-x3", 2)
+    with pytest.raises(RestorekitError, match="unknown model"):
+        choose_preset("sr", "no-such-model", None)
+
+
+def test_batch_continues_past_a_corrupt_file(tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = tmp_path / "in"
+    _save(inputs / "a.png", (np.random.rand(9, 10, 3) * 255).astype(np.uint8))
+    _save(inputs / "sub" / "b.png", (np.random.rand(8, 6) * 255).astype(np.uint8))
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    code = main(["restore", str(inputs), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+                 "--recursive", "--quiet", "--suffix", "_x3"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken.png" in captured.err and "done 2, failed 1, skipped 0" in captured.out
+    with PILImage.open(tmp_path / "out" / "a_x3.png") as im:
+        assert im.size == (30, 27) and im.mode == "RGB"
+    with PILImage.open(tmp_path / "out" / "sub" / "b_x3.png") as im:
+        assert im.size == (18, 24) and im.mode == "L"
+    assert not list((tmp_path / "out").rglob("*.part"))
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(tmp_path: Path, tiny_weights: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    source = _save(tmp_path / "in" / "a.png", (np.random.rand(6, 6, 3) * 255).astype(np.uint8))
+    existing = tmp_path / "out" / "a.png"
+    existing.parent.mkdir()
+    existing.write_bytes(b"keep me")
+    argv = ["restore", str(source), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights), "--quiet"]
+    assert main(argv) == 0
+    assert existing.read_bytes() == b"keep me" and "skipped 1" in capsys.readouterr().out
+    assert main([*argv, "--overwrite", "--format", "png"]) == 0
+    with PILImage.open(existing) as im:
+        assert im.size == (18, 18)
+
+
+def test_input_is_never_overwritten(tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _save(tmp_path / "a.png", (np.random.rand(6, 6, 3) * 255).astype(np.uint8))
+    before = source.read_bytes()
+    code = main(["restore", str(source), "-o", str(tmp_path), "--weights", str(tiny_weights), "--overwrite", "--quiet"])
+    assert code == 1 and "is an input file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+    with pytest.raises(RestorekitError, match="overwrite the input"):
+        restore_file(source, source, weights=tiny_weights, overwrite=True)
+
+
+def test_pixel_limit_and_missing_inputs_are_failures(tmp_path: Path, tiny_weights: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    source = _save(tmp_path / "a.png", (np.random.rand(6, 7, 3) * 255).astype(np.uint8))
+    code = main(["restore", str(source), str(tmp_path / "nope*.png"), "-o", str(tmp_path / "out"),
+                 "--weights", str(tiny_weights), "--max-pixels", "40", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "exceeds the limit of 40" in err and "nope*.png" in err
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _save(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    code = main(["restore", str(source), "-o", str(tmp_path / "out"), "--weights", str(tmp_path / "none.pth")])
+    assert code == 2 and "none.pth: no such weights file" in capsys.readouterr().err
+
+
+def test_restore_file_api(tmp_path: Path, tiny_sr: RestorationModel) -> None:
+    source = _save(tmp_path / "a.png", (np.random.rand(6, 7, 3) * 255).astype(np.uint8))
+    out = restorekit.restore_file(source, tmp_path / "out" / "a.webp", tiny_sr, format="webp", tile=4)
+    with PILImage.open(out) as im:
+        assert im.format == "WEBP" and im.size == (14, 12)
+    with pytest.raises(RestorekitError, match="exists"):
+        restorekit.restore_file(source, out, tiny_sr)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def test_official_vapsr_beats_bicubic_end_to_end(shared_data: Path, shared_weights: Path, tmp_path: Path) -> None:
+    """CLI with the official VapSR x4 weights on a Set5 crop: better than bicubic upscaling."""
+    lr = np.asarray(PILImage.open(shared_data / "sr/Set5/LR_bicubic/X4/babyx4.png").convert("RGB"))
+    hr = np.asarray(PILImage.open(shared_data / "sr/Set5/HR/baby.png").convert("RGB"))
+    crop = lr[40:76, 40:76]
+    _save(tmp_path / "crop.png", crop)
+    code = main(["restore", str(tmp_path / "crop.png"), "-o", str(tmp_path / "out"), "--model", "vapsr-x4",
+                 "--task", "sr", "--device", "cpu", "--quiet"])
+    assert code == 0
+    out = np.asarray(PILImage.open(tmp_path / "out" / "crop.png"))
+    target = hr[160:304, 160:304]
+    bicubic = np.asarray(PILImage.fromarray(crop).resize((144, 144), PILImage.Resampling.BICUBIC))
+    inner = np.s_[8:-8, 8:-8]  # the crop's own border lacks context
+    assert _psnr(out[inner], target[inner]) > _psnr(bicubic[inner], target[inner]) + 0.5
