@@ -207,9 +207,10 @@ def test_parity_with_spandrel(preset: str, device: torch.device) -> None:
 def _reference_baseline_block(block: nafnet.BaselineBlock, inp: torch.Tensor) -> torch.Tensor:
     """SPEC 1.3 written out with functional ops, independent of the module code under test."""
 
-    def norm(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
-        nhwc = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), layer.weight, layer.bias, eps=1e-6)
-        return nhwc.permute(0, 3, 1, 2)
+    def norm(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:  # per-pixel over C, biased var, eps 1e-6
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return (x - mean) / (var + 1e-6).sqrt() * layer.weight.view(1, -1, 1, 1) + layer.bias.view(1, -1, 1, 1)
 
     def conv(x: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
         return F.conv2d(x, layer.weight, layer.bias, padding=layer.padding, groups=layer.groups)
