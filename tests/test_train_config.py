@@ -103,3 +103,18 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({**MINIMAL, "extra": 1}))
     with pytest.raises(ConfigError, match=r"bad.yml: unknown key extra"):
         load_config(bad)
+
+
+def test_cli_dry_run_prints_the_resolved_config_and_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from restorekit.cli import main
+
+    path = tmp_path / "run.yml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    assert main(["train", str(path), "optim.lr=3e-4", "--dry-run"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optim"]["lr"] == 3e-4 and printed["optim"]["betas"] == [0.9, 0.999]
+    assert main(["train", str(path), "optim.lr=oops", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "optim.lr" in err and "\n" not in err
