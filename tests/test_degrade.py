@@ -145,6 +145,7 @@ def test_parse_degradation_forms() -> None:
 
     ranged = parse_degradation("awgn:0-50")
     assert "U[0,50]" in ranged.describe() and ranged.scale == 1
+    assert ranged.sigma is None and parse_degradation("bicubic:2+awgn:15").sigma == 15
     a = ranged(torch.zeros(4, 1, 32, 32), torch.Generator().manual_seed(3))
     stds = a.flatten(1).std(dim=1) * 255
     assert stds.max() - stds.min() > 1  # one sigma per image of the batch

@@ -142,3 +142,30 @@ def test_vapsr_x4_reproduces_paper(shared_weights: Path, shared_data: Path, devi
         assert result.paper == {"psnr": psnr, "ssim": ssim}
         assert result.mean["psnr"] == pytest.approx(psnr, abs=0.03), dataset
         assert result.mean["ssim"] == pytest.approx(ssim, abs=0.002), dataset
+
+
+def test_real_models_weights_path_and_pre_upsampling(tmp_path: Path, device: torch.device) -> None:
+    from restorekit.archs import get_family
+    from restorekit.evaluate import _lookup_paper
+    from restorekit.model import build_model
+    from restorekit.zoo import get_preset
+
+    for i in range(2):
+        _write(tmp_path / "HR" / f"im{i}.png", _smooth_rgb(10 + i, 26, 31))  # odd sizes: mod-crop to 24x30
+    vapsr = build_model("vapsr", get_family("vapsr").Config(scale=3, num_feat=8, num_block=1, d_atten=8)).eval().to(device)
+    result = evaluate(vapsr, tmp_path / "HR", degrade="bicubic:3")
+    assert result.scale == 3 and result.model == "vapsr" and result.dataset == tmp_path.name
+    assert all(math.isfinite(r.psnr) for r in result.images)
+    # a scale-1, 1-channel network (RED-Net) on an SR set gets the bicubic-upsampled luma
+    red = build_model("rednet", get_family("rednet").Config(depth=4, width=4)).eval().to(device)
+    sr = evaluate(red, tmp_path / "HR", scale=2)
+    assert sr.scale == 2 and len(sr.images) == 2
+    with pytest.raises(ConfigError, match="x3"):
+        evaluate(vapsr, tmp_path / "HR", scale=2)
+    # paper lookup understands the dataset-xK / dataset-sigmaN keys of the zoo
+    red_preset = get_preset("red30-gray")
+    assert _lookup_paper(red_preset, "Set5", 3, None) == {"psnr": 33.82, "ssim": 0.9230}
+    from restorekit.data.degrade import parse_degradation
+
+    assert _lookup_paper(red_preset, "BSD200", 1, parse_degradation("awgn:30")) == {"psnr": 27.95, "ssim": 0.8019}
+    assert _lookup_paper(red_preset, "BSD200", 1, parse_degradation("awgn:0-50")) is None

@@ -254,11 +254,8 @@ def _lookup_paper(preset: Any, dataset: str | None, scale: int, degradation: Deg
     if preset is None or dataset is None or not getattr(preset, "paper", None):
         return None
     keys = [dataset, f"{dataset}-x{scale}"]
-    if degradation is not None:
-        for step in degradation.steps:
-            low, high = getattr(step, "low", None), getattr(step, "high", None)
-            if type(step).__name__ == "_Noise" and low == high and low is not None:
-                keys.append(f"{dataset}-sigma{low:g}")
+    if degradation is not None and degradation.sigma is not None:
+        keys.append(f"{dataset}-sigma{degradation.sigma:g}")
     lowered = {k.lower(): v for k, v in preset.paper.items()}
     for key in keys:
         result = lowered.get(key.lower())
@@ -284,6 +281,7 @@ def evaluate(
     device: str | torch.device | None = None,
     limit: int | None = None,
     progress: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Measure PSNR/SSIM of ``model`` on the images of ``hr_dir``.
 
@@ -293,7 +291,9 @@ def evaluate(
     the HR files by name; without it, inputs are made from the HR images with ``degrade`` (default
     ``bicubic:<scale>`` for SR). ``convention``: the metric convention (default: the preset's, else
     Y/crop=scale for SR and RGB/crop 0 otherwise). ``dataset``: the name used to look up the paper's
-    number (default: guessed from the folder, ``.../Set5/HR`` -> ``Set5``).
+    number (default: guessed from the folder, ``.../Set5/HR`` -> ``Set5``). ``overrides``: fields of
+    :class:`MetricConvention` replaced on top of that convention (what ``--y/--crop/--float/--ssim`` set).
+    ``device`` is where a model named by string is loaded; a model object is used where it already is.
     """
     hr_dir = Path(hr_dir)
     lr_path = Path(lr_dir) if lr_dir is not None else None
@@ -338,7 +338,16 @@ def evaluate(
             convention = SR_Y
         else:
             convention = MetricConvention()
-    name = preset.name if preset is not None else (BICUBIC if isinstance(net, BicubicUpscaler) else str(model))
+    if overrides:
+        convention = replace(convention, **overrides)
+    if preset is not None:
+        name = preset.name
+    elif isinstance(net, BicubicUpscaler):
+        name = BICUBIC
+    elif isinstance(model, (str, Path)):
+        name = Path(model).name
+    else:
+        name = str(getattr(net, "family", type(net).__name__))
     dataset = dataset or guess_dataset(hr_dir)
     in_channels = int(net.in_channels)
     if in_channels not in (1, 3):
@@ -457,7 +466,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _convention_from_args(args: argparse.Namespace, base: MetricConvention) -> MetricConvention:
+def _overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if args.y_channel is not None:
         changes["y_channel"] = args.y_channel
@@ -469,32 +478,16 @@ def _convention_from_args(args: argparse.Namespace, base: MetricConvention) -> M
         changes["uint8"] = args.uint8
     if args.ssim is not None:
         changes["ssim"] = args.ssim
-    return replace(base, **changes)
+    return changes
 
 
 def run(args: argparse.Namespace) -> int:
     """``restorekit eval``: print the per-image table and the mean (and the paper's number), optionally write JSON."""
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    device = _resolve_device(args.device)
-    if args.model == BICUBIC:
-        model: Any = BICUBIC
-    else:
-        from .model import load
-
-        model = load(args.model, device=device)
-    # overrides apply on top of the preset's convention (or the default one)
-    probe = model if not isinstance(model, str) else None
-    if probe is not None and probe.preset is not None:
-        base = probe.preset.convention
-    else:
-        scale = args.scale or (probe.scale if probe is not None else 2)
-        base = SR_Y if scale > 1 or args.model == BICUBIC else MetricConvention()
-    overridden = any(v is not None for v in (args.y_channel, args.crop, args.uint8, args.ssim))
-    convention = _convention_from_args(args, base) if overridden else None
-    result = evaluate(model, args.hr, lr_dir=args.lr, scale=args.scale, degrade=args.degrade, convention=convention,
-                      seed=args.seed, dataset=args.dataset, device=device, limit=args.limit,
-                      progress=not args.no_progress)
+    result = evaluate(args.model, args.hr, lr_dir=args.lr, scale=args.scale, degrade=args.degrade,
+                      seed=args.seed, dataset=args.dataset, device=args.device, limit=args.limit,
+                      progress=not args.no_progress, overrides=_overrides_from_args(args))
     print(result.table())
     if args.json is not None:
         write_json_atomic(result.to_json(), args.json)

@@ -415,6 +415,13 @@ class Degradation:
             image = step(image, generator)
         return image
 
+    @property
+    def sigma(self) -> float | None:
+        """The noise level when the chain adds Gaussian noise of one fixed sigma, else None
+        (evaluation uses it to find a paper number such as ``BSD68-sigma25``)."""
+        fixed = [s.low for s in self.steps if isinstance(s, _Noise) and s.low == s.high]
+        return fixed[0] if len(fixed) == 1 else None
+
     def describe(self) -> str:
         """Human-readable description of every step, in order."""
         return " -> ".join(step.describe() for step in self.steps)
