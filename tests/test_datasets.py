@@ -111,3 +111,17 @@ def test_distributed_split_unions_to_the_single_process_batches() -> None:
 def test_sampler_rejects_a_set_smaller_than_one_batch() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         EpochBatchSampler(3, batch_size=4, seed=0)
+
+
+def test_worker_processes_produce_the_same_batches(sr_folders: tuple[Path, Path]) -> None:
+    # Per-sample generators are keyed, not drawn from worker-local RNG state, so the batches do not
+    # depend on how many workers load them (and a resumed run sees the same data).
+    data = PairedFolder(*sr_folders, scale=2, augment=Augment(patch=8, flip=True, rot90=True), seed=2)
+    batches = {}
+    for workers in (0, 2):
+        sampler = EpochBatchSampler(len(data), batch_size=2, seed=2, repeat=2)
+        sampler.set_epoch(1)
+        loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=workers)
+        batches[workers] = [gt for _, gt in loader]
+    assert len(batches[0]) == 3
+    assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))

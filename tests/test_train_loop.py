@@ -141,9 +141,9 @@ def test_ema_update_rule() -> None:
 # Whole runs.
 
 
-def test_run_learns_validates_exports_and_reloads(sr_data: Path, tmp_path: Path) -> None:
-    raw = tiny_config(sr_data, tmp_path / "runs", train={"total_steps": 30}, ema={"decay": 0.5},
-                      val={"every": 10, "convention": "sr_y"})
+def test_run_learns_validates_exports_and_reloads(sr_data: Path, tmp_path: Path, device: torch.device) -> None:
+    raw = tiny_config(sr_data, tmp_path / "runs", train={"total_steps": 30, "device": str(device)},
+                      ema={"decay": 0.5}, val={"every": 10, "convention": "sr_y"})
     raw["data"]["val"] = {"gt": str(sr_data / "val/gt"), "lq": str(sr_data / "val/lq")}
     result = train(config_from_dict(raw))
     run_dir = tmp_path / "runs/tiny"
@@ -156,13 +156,13 @@ def test_run_learns_validates_exports_and_reloads(sr_data: Path, tmp_path: Path)
     assert losses[-1] < losses[0]  # it learned something
     assert [h["step"] for h in state["history"] if "val_psnr" in h] == [10, 20, 30]
     # The export is the EMA network and loads through the public one-path loader.
-    model = restorekit.load(result.weights)
+    model = restorekit.load(result.weights)  # on CPU: compare with the checkpoint, which is on CPU too
     assert model.family == "bicubic_pp" and model.config.channels == 4
     for key, tensor in model.net.state_dict().items():
         assert torch.equal(tensor, state["ema"][key])
 
 
-def test_hinet_two_stage_loss_and_bf16_autocast(tmp_path: Path) -> None:
+def test_hinet_two_stage_loss_and_bf16_autocast(tmp_path: Path, device: torch.device) -> None:
     rng = np.random.default_rng(1)
     for i, img in enumerate(_smooth_images(rng, 2, 32)):
         (tmp_path / "gt").mkdir(exist_ok=True)
@@ -173,7 +173,8 @@ def test_hinet_two_stage_loss_and_bf16_autocast(tmp_path: Path) -> None:
         "data": {"train": {"gt": str(tmp_path / "gt"), "kind": "degraded", "degradation": "awgn:25", "patch": 16},
                  "batch_size": 2},
         "loss": {"name": "psnr", "stage_weights": [0.5, 0.5]},
-        "train": {"total_steps": 2, "out_dir": str(tmp_path / "runs"), "progress": False, "amp": "bf16", "device": "cpu"},
+        "train": {"total_steps": 2, "out_dir": str(tmp_path / "runs"), "progress": False, "amp": "bf16",
+                  "device": str(device)},
     }
     result = train(config_from_dict(raw))
     assert result.step == 2 and restorekit.load(result.weights).family == "hinet"

@@ -129,9 +129,11 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
     sampler = EpochBatchSampler(
         len(train_set), cfg.data.batch_size, cfg.train.seed, cfg.data.train.repeat, info.rank, info.world_size
     )
+    # Persistent workers keep their in-memory image caches across epochs; the sampler itself runs
+    # in this process, so its (epoch, start batch) changes still reach every worker.
     loader = torch.utils.data.DataLoader(
         train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-        collate_fn=_collate,
+        collate_fn=_collate, persistent_workers=cfg.data.num_workers > 0,
     )
     val_set = make_dataset(cfg.data.val, arch.scale, arch.in_channels, cfg.train.seed, train=False) if cfg.data.val else None
     convention = _convention(cfg.val.convention, arch.scale)
@@ -362,7 +364,7 @@ def _validate_and_keep_best(
 ) -> tuple[dict[str, float], float | None]:
     """Validate (rank 0 only; the EMA weights when EMA is on) and write best.pt/best.safetensors on improvement.
 
-    Every rank returns the same ``best`` only on rank 0; other ranks never read it (they do not save).
+    Other ranks wait at the barrier and get empty metrics back; they never save, so they need no score.
     """
     metrics: dict[str, float] = {}
     if info.is_main:
