@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import os
 import signal
@@ -160,6 +162,11 @@ def test_run_learns_validates_exports_and_reloads(sr_data: Path, tmp_path: Path,
     assert model.family == "bicubic_pp" and model.config.channels == 4
     for key, tensor in model.net.state_dict().items():
         assert torch.equal(tensor, state["ema"][key])
+    # Optional extras: curves and TensorBoard scalars appear exactly when their packages are installed.
+    assert (run_dir / "curves.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
+    assert any((run_dir / "tb").glob("events.*")) == (importlib.util.find_spec("tensorboard") is not None)
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 30 and "val_psnr" in records[-1]
 
 
 def test_hinet_two_stage_loss_and_bf16_autocast(tmp_path: Path, device: torch.device) -> None:

@@ -163,6 +163,10 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
         best = state.get("best")
         history = list(state.get("history", []))
         restore_rng(state["rng"])
+        changed = _changed_keys(state.get("config", {}), to_dict(cfg))
+        if changed and info.is_main:
+            # Allowed (e.g. a longer train.total_steps), but the run is then no longer the one it started as.
+            print(f"note: resuming {last_path} with changed config keys: {', '.join(changed)}", file=sys.stderr)
     elif info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yml")
@@ -312,6 +316,13 @@ def _convention(name: str, scale: int) -> MetricConvention:
         return CONVENTIONS[name]
     except KeyError:
         raise ConfigError(f"val.convention: unknown {name!r}; valid: auto, {', '.join(CONVENTIONS)}") from None
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [c for k in keys for c in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 def _collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
