@@ -1,8 +1,8 @@
 """End to end: the web UI in headless Debian Chromium, driven by Playwright.
 
 Starts ``restorekit ui`` on a free localhost port with a tiny random x2 model, uploads a corrupt
-file (the page must show a readable message, and the server must keep serving), then a small image
-with explicit tiling, runs it, downloads the result and checks it is pixel-identical to
+file (the page must show a readable message, and the server must keep serving), then a small 16-bit
+image with explicit tiling, runs it, downloads the result and checks it is pixel-identical to
 ``restorekit restore`` on the same input with the same options.
 
 Chromium: /usr/bin/chromium (``scripts/install_browser.sh``) or ``RESTOREKIT_CHROMIUM``. Playwright
@@ -89,13 +89,17 @@ def page(tmp_path_factory: pytest.TempPathFactory, ui_server: UIServer) -> Itera
 
 
 def _write_input(folder: Path) -> Path:
+    """A 16-bit grey PNG: the download must come back 16-bit, as the CLI writes it."""
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+    pixels = rng.integers(0, 65536, size=(40, 48, 1), dtype=np.uint16)
     return imageio.write_image(imageio.Image(pixels), folder / "small.png")
 
 
-def _run(page: Any, file: Path, tile: int | None = None, overlap: int | None = None) -> str:
-    """Upload ``file``, press Restore, and wait for the page to finish; returns the final state."""
+def _run(page: Any, file: Path, model: Path, tile: int | None = None, overlap: int | None = None) -> str:
+    """Upload ``file``, pick the SR task and ``model`` (the page opens on the embedded defaults when
+    they are installed), press Restore, and wait for the page to finish; returns the final state."""
+    page.select_option("#task", "sr")
+    page.select_option("#model", str(model.resolve()))
     page.set_input_files("#file", str(file))
     page.fill("#tile", "" if tile is None else str(tile))
     page.fill("#overlap", "" if overlap is None else str(overlap))
@@ -104,10 +108,10 @@ def _run(page: Any, file: Path, tile: int | None = None, overlap: int | None = N
     return page.get_attribute("body", "data-state")
 
 
-def test_corrupt_upload_shows_a_readable_error(page: Any, tmp_path: Path) -> None:
+def test_corrupt_upload_shows_a_readable_error(page: Any, tiny_weights: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)
-    assert _run(page, broken) == "error"
+    assert _run(page, broken, tiny_weights) == "error"
     message = page.inner_text("#error")
     assert page.is_visible("#error")
     assert "broken.png" in message and ("cannot decode" in message or "not an image" in message), message
@@ -118,7 +122,8 @@ def test_restore_and_download_match_the_cli(page: Any, ui_server: UIServer, tiny
                                             tmp_path: Path) -> None:
     source = _write_input(tmp_path)
     # The previous test left an error on the page: the server must still serve this run.
-    assert _run(page, source, TILE, OVERLAP) == "done", page.inner_text("#error")
+    assert _run(page, source, tiny_weights, TILE, OVERLAP) == "done", page.inner_text("#error")
+    assert "tiny-x2.safetensors" in page.inner_text("#card")
     assert page.is_hidden("#error")
     # Both previews decoded, at the SR output size for "after", and the zoomed crop was drawn.
     sizes = page.evaluate("[$('before').naturalWidth, $('before').naturalHeight, $('after').naturalWidth, $('after').naturalHeight]")
@@ -128,6 +133,20 @@ def test_restore_and_download_match_the_cli(page: Any, ui_server: UIServer, tiny
     page.fill("#split", "20")
     page.dispatch_event("#split", "input")
     assert "80%" in page.evaluate("$('before').style.clipPath")
+    # Dragging on the image moves the split; a plain click moves the zoomed crop instead.
+    page.evaluate("window.scrollTo(0, 0)")  # filling #split scrolled it into view; mouse positions are in the viewport
+    box = page.locator("#compare").bounding_box()
+    assert box is not None and box["y"] >= 0
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=5)
+    page.mouse.up()
+    assert 70 <= int(page.input_value("#split")) <= 80
+    crop_before = page.evaluate("$('zoom-after').toDataURL()")
+    page.mouse.click(box["x"] + 2, box["y"] + 2)
+    assert page.evaluate("$('zoom-after').toDataURL()") != crop_before
+    assert 70 <= int(page.input_value("#split")) <= 80
 
     with page.expect_download() as info:
         page.click("#download")
@@ -142,6 +161,6 @@ def test_restore_and_download_match_the_cli(page: Any, ui_server: UIServer, tiny
     assert code == 0
     reference = outdir / "small.png"
     got, want = imageio.read_image(downloaded), imageio.read_image(reference)
-    assert got.pixels.dtype == want.pixels.dtype == np.uint8
-    assert got.pixels.shape == want.pixels.shape == (80, 96, 3)
+    assert got.pixels.dtype == want.pixels.dtype == np.uint16
+    assert got.pixels.shape == want.pixels.shape == (80, 96, 1)
     np.testing.assert_array_equal(got.pixels, want.pixels)

@@ -196,7 +196,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("X-Restorekit") != "1":
             self._error(HTTPStatus.FORBIDDEN, "requests must come from the restorekit page")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._error(HTTPStatus.BAD_REQUEST, "the upload has no valid Content-Length")
+            return
         if length > self.server.max_upload_bytes:
             # Read and discard the body (never stored) before answering: a browser whose upload is
             # cut off shows a network error instead of this message. Past DRAIN_LIMIT, just close.

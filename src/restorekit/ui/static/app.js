@@ -160,6 +160,9 @@ async function showResult(job) {
   link.textContent = `Download ${job.download_name}`;
   $("result-info").textContent =
     `${inp.width}×${inp.height} → ${out.width}×${out.height}, ${out.depth}${out.alpha ? " + alpha" : ""}, ${out.format || ""}`;
+  // Keep tall images within the window: the box keeps the image's aspect ratio, so the overlay,
+  // the split and the crop clicks stay aligned.
+  $("compare").style.maxWidth = `calc(75vh * ${out.width / out.height})`;
   $("empty").hidden = true;
   $("result").hidden = false;
   $("progress-row").hidden = true;
@@ -194,10 +197,28 @@ function drawZoom() {
 
 $("split").addEventListener("input", setSplit);
 $("zoom").addEventListener("change", drawZoom);
-$("compare").addEventListener("click", (event) => {
+
+// On the image: drag to move the split, click (no drag) to move the zoomed crop.
+let drag = null;
+function fractionAt(event) {
   const box = $("compare").getBoundingClientRect();
-  crop = {fx: (event.clientX - box.left) / box.width, fy: (event.clientY - box.top) / box.height};
-  drawZoom();
+  return {fx: Math.min(1, Math.max(0, (event.clientX - box.left) / box.width)),
+          fy: Math.min(1, Math.max(0, (event.clientY - box.top) / box.height))};
+}
+$("compare").addEventListener("pointerdown", (event) => {
+  event.preventDefault();  // no native image drag-and-drop, which would swallow the pointer moves
+  drag = {x: event.clientX, y: event.clientY, moved: false};
+  $("compare").setPointerCapture(event.pointerId);
 });
+$("compare").addEventListener("pointermove", (event) => {
+  if (!drag) return;
+  if (Math.abs(event.clientX - drag.x) + Math.abs(event.clientY - drag.y) > 4) drag.moved = true;
+  if (drag.moved) { $("split").value = String(Math.round(fractionAt(event).fx * 100)); setSplit(); }
+});
+$("compare").addEventListener("pointerup", (event) => {
+  if (drag && !drag.moved) { crop = fractionAt(event); drawZoom(); }
+  drag = null;
+});
+$("compare").addEventListener("pointercancel", () => { drag = null; });
 
 init();
