@@ -28,7 +28,7 @@ What we changed and why:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -89,20 +89,20 @@ class Config:
         return 2 ** len(self.enc_blk_nums)
 
 
-_SIDD = {"enc_blk_nums": (2, 2, 4, 8), "middle_blk_num": 12, "dec_blk_nums": (2, 2, 2, 2)}
-_GOPRO = {"enc_blk_nums": (1, 1, 1, 28), "middle_blk_num": 1, "dec_blk_nums": (1, 1, 1, 1)}
+_SIDD = Config(width=32, enc_blk_nums=(2, 2, 4, 8), middle_blk_num=12, dec_blk_nums=(2, 2, 2, 2))
+_GOPRO = Config(width=32, enc_blk_nums=(1, 1, 1, 28), middle_blk_num=1, dec_blk_nums=(1, 1, 1, 1))
 
 PRESETS: dict[str, Config] = {
-    "nafnet_sidd_w32": Config(width=32, **_SIDD),
-    "nafnet_sidd_w64": Config(width=64, **_SIDD),
-    "nafnet_gopro_w32": Config(width=32, **_GOPRO),
-    "nafnet_gopro_w64": Config(width=64, **_GOPRO),
-    "nafnet_reds_w64": Config(width=64, **_GOPRO),
+    "nafnet_sidd_w32": _SIDD,
+    "nafnet_sidd_w64": replace(_SIDD, width=64),
+    "nafnet_gopro_w32": _GOPRO,
+    "nafnet_gopro_w64": replace(_GOPRO, width=64),
+    "nafnet_reds_w64": replace(_GOPRO, width=64),
     # Official Baseline configs: dw_expand 1 at width 32, 2 at width 64 (train and test yml).
-    "baseline_sidd_w32": Config(block="baseline", width=32, dw_expand=1, **_SIDD),
-    "baseline_sidd_w64": Config(block="baseline", width=64, dw_expand=2, **_SIDD),
-    "baseline_gopro_w32": Config(block="baseline", width=32, dw_expand=1, **_GOPRO),
-    "baseline_gopro_w64": Config(block="baseline", width=64, dw_expand=2, **_GOPRO),
+    "baseline_sidd_w32": replace(_SIDD, block="baseline", dw_expand=1),
+    "baseline_sidd_w64": replace(_SIDD, block="baseline", width=64, dw_expand=2),
+    "baseline_gopro_w32": replace(_GOPRO, block="baseline", dw_expand=1),
+    "baseline_gopro_w64": replace(_GOPRO, block="baseline", width=64, dw_expand=2),
     # restorekit-denoise (our own weights, src/restorekit/weights/restorekit-denoise.md): small and CPU-friendly.
     "restorekit_denoise": Config(width=24, enc_blk_nums=(1, 1, 2), middle_blk_num=2, dec_blk_nums=(1, 1, 1)),
 }
