@@ -21,7 +21,7 @@ from PIL import Image
 
 import restorekit
 from restorekit.archs import bicubic_pp
-from restorekit.errors import ConfigError
+from restorekit.errors import ConfigError, DetectionError
 from restorekit.model import build_model
 from restorekit.train import config_from_dict, train
 from restorekit.train.checkpoint import load_checkpoint
@@ -188,6 +188,18 @@ def test_hinet_two_stage_loss_and_bf16_autocast(tmp_path: Path, device: torch.de
     raw["loss"] = {"name": "psnr"}
     raw["name"] = "hinet_no_weights"
     with pytest.raises(ConfigError, match="stage_weights"):
+        train(config_from_dict(raw))
+
+
+def test_init_starts_from_given_weights(sr_data: Path, tmp_path: Path) -> None:
+    first = train(config_from_dict(tiny_config(sr_data, tmp_path, name="a", train={"total_steps": 2})))
+    raw = tiny_config(sr_data, tmp_path, name="b", train={"total_steps": 1}, optim={"lr": 0.0})
+    raw["model"]["init"] = str(first.weights)
+    second = train(config_from_dict(raw))  # lr 0: the weights must stay exactly the initial ones
+    a, b = restorekit.load(first.weights).net.state_dict(), restorekit.load(second.weights).net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    raw["name"], raw["model"]["arch"] = "c", {"channels": 6}
+    with pytest.raises(DetectionError, match="does not fit bicubic_pp"):
         train(config_from_dict(raw))
 
 
