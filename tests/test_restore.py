@@ -18,7 +18,7 @@ from restorekit.convert import save_safetensors
 from restorekit.errors import RestorekitError
 from restorekit.inference.pipeline import rgb_to_ycbcr, ycbcr_to_rgb
 from restorekit.model import RestorationModel, build_model
-from restorekit.restore import DEFAULT_PRESETS, choose_preset, restore_file
+from restorekit.restore import DEFAULT_PRESETS, SAMPLE_IMAGE, choose_preset, restore_file
 
 
 @pytest.fixture
@@ -198,3 +198,12 @@ def test_official_vapsr_beats_bicubic_end_to_end(shared_data: Path, shared_weigh
     bicubic = np.asarray(PILImage.fromarray(crop).resize((144, 144), PILImage.Resampling.BICUBIC))
     inner = np.s_[8:-8, 8:-8]  # the crop's own border lacks context
     assert _psnr(out[inner], target[inner]) > _psnr(bicubic[inner], target[inner]) + 0.5
+
+
+def test_shipped_sample_image(tiny_sr: RestorationModel) -> None:
+    assert SAMPLE_IMAGE.stat().st_size <= 300 * 1024
+    with PILImage.open(SAMPLE_IMAGE) as im:
+        assert im.size == (256, 256) and im.mode == "RGB"
+        noisy = np.asarray(im)
+    assert noisy.astype(np.float64).std() > 20  # really noisy, not a blank
+    assert tiny_sr.restore(noisy[:32, :32]).shape == (64, 64, 3)

@@ -27,6 +27,9 @@ from .inference import RestoreOptions, TorchBackend, pick_device, restore_image
 from .model import RestorationModel, load
 from .zoo import PRESETS, TASKS
 
+# A noisy 256x256 photo the project makes itself (scripts/make_samples.py; see samples/README.md).
+SAMPLE_IMAGE = Path(__file__).parent / "samples" / "astronaut_noisy25.png"
+
 # task -> default preset. The restorekit-* presets are the project's own embedded weights.
 DEFAULT_PRESETS: dict[str, str] = {
     "denoise": "restorekit-denoise",

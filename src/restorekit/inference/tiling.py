@@ -167,11 +167,12 @@ def auto_tile_size(
 ) -> int:
     """The tile side that fits in the memory budget.
 
-    Budget: 60% of free GPU memory; on CPU 40% of available RAM, capped at 1 GiB because larger
-    CPU tiles are not faster and the full-size input/output buffers need room too.
+    Budget: 60% of free GPU memory; on CPU 40% of available RAM, capped at 768 MiB because larger
+    CPU tiles are not faster, and the full-size input/output buffers of a 24 MP photo need room
+    too (restoring one with NAFNet-SIDD-w32 stays under 2 GB: benchmarks/restore_memory.py).
     """
     if device.type == "cpu":
-        budget = min(0.4 * available, float(1 << 30))
+        budget = min(0.4 * available, float(768 << 20))
     else:
         budget = 0.6 * available
     side = int(math.sqrt(max(budget, 1.0) / max(bytes_per_pixel, 1e-9)))
