@@ -207,3 +207,35 @@ def test_shipped_sample_image(tiny_sr: RestorationModel) -> None:
         noisy = np.asarray(im)
     assert noisy.astype(np.float64).std() > 20  # really noisy, not a blank
     assert tiny_sr.restore(noisy[:32, :32]).shape == (64, 64, 3)
+
+
+def test_half_precision_autocast_and_bad_precision(tiny_sr: RestorationModel, device: torch.device) -> None:
+    array = np.random.rand(10, 12, 3).astype(np.float32)
+    reference = tiny_sr.restore(array)
+    half = tiny_sr.restore(array, precision="bf16")
+    assert half.dtype == np.float32 and np.abs(half - reference).max() < 0.05
+    with pytest.raises(RestorekitError, match="precision"):
+        tiny_sr.restore(array, precision="fp8")
+
+
+def test_out_of_memory_halves_automatic_tiles(tiny_sr: RestorationModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OOM with automatic tiles retries the image with smaller tiles; the result is unchanged."""
+    from restorekit.inference import pipeline
+
+    monkeypatch.setattr(pipeline, "_tile_size", lambda *args: 4096)
+    calls = {"n": 0}
+    real = tiny_sr.net.forward
+
+    def flaky(x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if x.shape[-1] > 150:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(x)
+
+    array = np.random.rand(90, 300, 3).astype(np.float32)
+    expected = tiny_sr.restore(array, tile=0)
+    monkeypatch.setattr(tiny_sr.net, "forward", flaky)
+    out = tiny_sr.restore(array)
+    assert calls["n"] > 1 and np.abs(out - expected).max() < 1e-4
+    with pytest.raises(RestorekitError, match="out of memory"):
+        tiny_sr.restore(array, tile=300)

@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         except RestorekitError as exc:
             _fail(report, source, str(exc).removeprefix(f"{source}: "), bar)
             continue
-        except (RuntimeError, MemoryError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad file must not end the batch; the reason is reported
             _fail(report, source, f"{type(exc).__name__}: {exc}", bar)
             continue
         report.done.append(destination)

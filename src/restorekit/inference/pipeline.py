@@ -24,6 +24,7 @@ from .runner import Backend, TorchBackend, available_memory
 from .tiling import (
     SMALL_IMAGE_PIXELS,
     TileFn,
+    TilePlan,
     activation_bytes_per_pixel,
     auto_tile_size,
     default_overlap,
@@ -126,20 +127,45 @@ def restore_planes(
     planes = pixels if alpha is None else np.concatenate([pixels, alpha.astype(pixels.dtype)[..., None]], axis=2)
     fn = make_tile_fn(backend, channels, alpha is not None, options.tta)
     tile = _tile_size(backend, options, height, width)
-    if tile == 0 or (height <= tile and width <= tile):
-        plan = make_plan(height, width, backend.scale, max(height, width), 0, 1, 0)
-    else:
-        radius = receptive_radius(backend)
-        if radius is not None and (backend.in_channels != channels or alpha is not None) and backend.scale > 1:
-            radius = max(radius, _RESAMPLE_RADIUS)
-        overlap = options.overlap if options.overlap is not None else default_overlap(radius, backend.alignment)
-        if options.tile is None:  # automatic tiles must leave room for an exact overlap
-            tile = max(tile, 2 * overlap + 4 * backend.alignment)
-        plan = make_plan(height, width, backend.scale, tile, overlap, backend.alignment, radius)
-    out = run_tiled(planes, fn, plan, backend.device, progress=options.progress)
+    while True:
+        plan = _plan(backend, options, channels, alpha is not None, height, width, tile)
+        try:
+            out = run_tiled(planes, fn, plan, backend.device, progress=options.progress)
+            break
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            if "out of memory" not in str(exc).lower():
+                raise
+            largest = max(max(e - s for s, e in plan.rows), max(e - s for s, e in plan.cols))
+            if options.tile is not None or largest // 2 < 64:
+                raise RestorekitError(
+                    f"out of memory on {backend.device} with {largest}px tiles; pass a smaller --tile "
+                    "or --precision fp16/bf16"
+                ) from None
+            _release_cached_memory(backend.device)
+            tile = largest // 2  # automatic size was too optimistic: halve and redo this image
     if alpha is None:
         return out, None
     return np.ascontiguousarray(out[..., :channels]), np.ascontiguousarray(out[..., channels])
+
+
+def _plan(backend: Backend, options: RestoreOptions, channels: int, has_alpha: bool, height: int, width: int,
+          tile: int) -> TilePlan:
+    if tile == 0 or (height <= tile and width <= tile):
+        return make_plan(height, width, backend.scale, max(height, width), 0, 1, 0)
+    radius = receptive_radius(backend)
+    if radius is not None and (backend.in_channels != channels or has_alpha) and backend.scale > 1:
+        radius = max(radius, _RESAMPLE_RADIUS)
+    overlap = options.overlap if options.overlap is not None else default_overlap(radius, backend.alignment)
+    if options.tile is None:  # automatic tiles must leave room for an exact overlap
+        tile = max(tile, 2 * overlap + 4 * backend.alignment)
+    return make_plan(height, width, backend.scale, tile, overlap, backend.alignment, radius)
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 def _tile_size(backend: Backend, options: RestoreOptions, height: int, width: int) -> int:
