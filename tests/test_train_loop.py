@@ -128,6 +128,18 @@ def test_schedules() -> None:
     assert lr_at(warm, 1.0, 0, 100) == pytest.approx(0.1) and lr_at(warm, 1.0, 9, 100) == pytest.approx(1.0)
 
 
+def test_auto_validation_convention_follows_the_zoo_preset() -> None:
+    from restorekit import conventions
+    from restorekit.train.loop import _convention
+
+    assert _convention("auto", "nafnet", "nafnet_sidd_w32", 1) == conventions.SIDD_FLOAT
+    assert _convention("auto", "hinet", "hinet_rain13k", 1) == conventions.DERAIN_Y
+    assert _convention("auto", "vapsr", None, 4) == conventions.SR_Y
+    assert _convention("gray", "vapsr", "vapsr_x4", 4) == conventions.GRAY
+    with pytest.raises(ConfigError, match="val.convention"):
+        _convention("y", "vapsr", None, 4)
+
+
 def test_ema_update_rule() -> None:
     net = torch.nn.Linear(2, 1)
     ema = EMA(net, decay=0.9)

@@ -119,6 +119,8 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
     optimizer = _make_optimizer(cfg, model.net.parameters())
     loss_fn = get_loss(cfg.loss.name)
     amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
+    if amp_dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train.amp: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or off")
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
     net: nn.Module = model.net
     if info.enabled:
@@ -136,7 +138,7 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
         collate_fn=_collate, persistent_workers=cfg.data.num_workers > 0,
     )
     val_set = make_dataset(cfg.data.val, arch.scale, arch.in_channels, cfg.train.seed, train=False) if cfg.data.val else None
-    convention = _convention(cfg.val.convention, arch.scale)
+    convention = _convention(cfg.val.convention, cfg.model.family, cfg.model.preset, arch.scale)
     steps_per_epoch = len(sampler)
     total_steps = cfg.train.total_steps
     if cfg.schedule.total is not None:
@@ -309,8 +311,15 @@ def _make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
-def _convention(name: str, scale: int) -> MetricConvention:
+def _convention(name: str, family: str, arch_preset: str | None, scale: int) -> MetricConvention:
+    """``auto``: the convention of the zoo preset built on this architecture preset (the paper's
+    protocol), else Y/crop-scale for SR and RGB for restoration."""
     if name == "auto":
+        from ..zoo import PRESETS
+
+        for preset in PRESETS.values():
+            if preset.family == family and preset.arch == arch_preset:
+                return preset.convention
         return conventions.SR_Y if scale > 1 else conventions.RESTORATION_RGB
     try:
         return CONVENTIONS[name]
