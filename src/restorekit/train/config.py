@@ -97,7 +97,7 @@ class TrainSection:
     total_steps: int
     seed: int = 0
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 (else fp16) on CUDA, off on CPU/MPS
     deterministic: bool = False  # torch.use_deterministic_algorithms(True): bit-exact resume
     checkpoint_every: int = 1000
     log_every: int = 10

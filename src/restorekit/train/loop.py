@@ -108,6 +108,8 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick the fastest kernels
     _seed_everything(cfg.train.seed)
 
     # --- model, EMA, optimizer, loss -------------------------------------------------------------
@@ -118,10 +120,8 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
     ema = EMA(model.net, cfg.ema.decay) if cfg.ema.decay > 0 else None
     optimizer = _make_optimizer(cfg, model.net.parameters())
     loss_fn = get_loss(cfg.loss.name)
-    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
-    if amp_dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"train.amp: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or off")
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
+    amp_dtype = _amp_dtype(cfg.train.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     net: nn.Module = model.net
     if info.enabled:
         net = nn.parallel.DistributedDataParallel(model.net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -300,6 +300,18 @@ def make_dataset(
         raise ConfigError("data: a degraded set needs a degradation spec, e.g. awgn:0-50 or bicubic:4")
     return DegradedFolder(section.gt, section.degradation, scale, channels, augment, seed, section.cache,
                           section.max_images)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype. ``auto`` uses bf16 on CUDA GPUs that have it (no loss scaling needed), fp16 on
+    older ones, and nothing on CPU/MPS, where autocast is slower or less complete than float32."""
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train.amp: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or off")
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def _make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
