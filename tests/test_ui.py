@@ -119,7 +119,7 @@ def test_bad_files_become_messages_and_the_server_keeps_serving(server: UIServer
                                                                 tmp_path: Path) -> None:
     model = f"model={tiny_weights.resolve()}"
     corrupt = upload(server, b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, f"{model}&filename=bad.png")
-    assert corrupt["status"] == "error" and "bad.png" in corrupt["message"]
+    assert corrupt["status"] == "error" and corrupt["message"].startswith("bad.png: ")
     assert "Traceback" not in corrupt["message"]
     too_big = upload(server, png_bytes(tmp_path, 120, 100), f"{model}&filename=big.png")  # 12,000 > 10,000 px
     assert too_big["status"] == "error" and "exceeds the limit" in too_big["message"]
@@ -182,3 +182,13 @@ def test_start_up_errors_are_readable(tmp_path: Path, monkeypatch: pytest.Monkey
         app.create_server(port=0, models=[str(tmp_path / "missing.safetensors")], device="cpu")
     with pytest.raises(RestorekitError, match="not on this machine"):
         app.create_server(port=0, models=["vapsr-x2"], device="cpu")
+
+
+def test_huge_images_get_a_smaller_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "photo.png").write_bytes(png_bytes(tmp_path, 24, 32))
+    monkeypatch.setattr(jobs, "PREVIEW_MAX_PIXELS", 192)  # a quarter of 24 x 32
+    data, info = jobs.preview_png(tmp_path / "photo.png", None)
+    (tmp_path / "preview.png").write_bytes(data)
+    preview = imageio.read_image(tmp_path / "preview.png")
+    assert (preview.width, preview.height) == (16, 12)
+    assert info["width"] == 32 and info["preview_scale"] == 0.5

@@ -25,7 +25,7 @@ from restorekit import build_model, imageio
 from restorekit.archs import get_family
 from restorekit.cli import main as cli_main
 from restorekit.convert import save_safetensors
-from restorekit.ui import create_server
+from restorekit.ui import create_server, jobs
 from restorekit.ui.server import UIServer, start
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
@@ -114,7 +114,7 @@ def test_corrupt_upload_shows_a_readable_error(page: Any, tiny_weights: Path, tm
     assert _run(page, broken, tiny_weights) == "error"
     message = page.inner_text("#error")
     assert page.is_visible("#error")
-    assert "broken.png" in message and ("cannot decode" in message or "not an image" in message), message
+    assert message.startswith("broken.png: ") and ("cannot decode" in message or "not an image" in message), message
     assert "Traceback" not in message and 'File "' not in message
 
 
@@ -164,3 +164,22 @@ def test_restore_and_download_match_the_cli(page: Any, ui_server: UIServer, tiny
     assert got.pixels.dtype == want.pixels.dtype == np.uint16
     assert got.pixels.shape == want.pixels.shape == (80, 96, 1)
     np.testing.assert_array_equal(got.pixels, want.pixels)
+
+
+def test_bundled_sample_runs(page: Any, tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server runs in this process, so the sample folder can be pointed at a test image.
+    monkeypatch.setattr(jobs, "SAMPLES_DIR", tmp_path)
+    pixels = np.random.default_rng(2).integers(0, 256, size=(24, 24, 3), dtype=np.uint8)
+    imageio.write_image(imageio.Image(pixels), tmp_path / "tiny-sample.png")
+    page.reload()
+    page.wait_for_selector("body[data-state=idle]")
+    assert page.is_visible("#sample")
+    page.select_option("#task", "sr")
+    page.select_option("#model", str(tiny_weights.resolve()))
+    page.select_option("#sample", "tiny-sample.png")
+    page.wait_for_function("document.getElementById('picked').textContent.startsWith('tiny-sample.png')")
+    page.click("#run")
+    page.wait_for_selector("body[data-state=done], body[data-state=error]")
+    assert page.get_attribute("body", "data-state") == "done", page.inner_text("#error")
+    assert page.get_attribute("#download", "download") == "tiny-sample_restored.png"
+    assert page.evaluate("$('after').naturalWidth") == 48

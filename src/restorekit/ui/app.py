@@ -9,9 +9,8 @@ import sys
 import threading
 
 from ..errors import RestorekitError
-from ..imageio import DEFAULT_MAX_PIXELS
 from ..inference.runner import DEVICES, pick_device
-from .jobs import Catalogue
+from .jobs import DEFAULT_MAX_PIXELS, Catalogue
 from .server import UIServer, is_loopback
 
 DEFAULT_MAX_UPLOAD_MIB = 512

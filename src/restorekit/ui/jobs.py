@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -32,6 +33,8 @@ from ..zoo import PRESETS, TASKS, Preset
 log = logging.getLogger("restorekit.ui")
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+DEFAULT_MAX_PIXELS = 50_000_000  # the page's limit: generous for photos, small enough to stay interactive
+PREVIEW_MAX_PIXELS = 40_000_000
 KEEP_JOBS = 8  # finished jobs whose files stay on disk (the page only ever needs the latest)
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -201,11 +204,17 @@ def preview_png(path: Path, max_pixels: int | None) -> tuple[bytes, dict[str, An
     pixels = imageio.to_uint8(image.pixels)
     planes = pixels if image.alpha is None else np.concatenate([pixels, imageio.to_uint8(image.alpha)[..., None]], 2)
     array = planes[..., 0] if planes.shape[2] == 1 else planes  # uint8: Pillow infers L, LA, RGB, RGBA
+    preview = PILImage.fromarray(np.ascontiguousarray(array))
+    # A browser slows to a crawl on huge images; past PREVIEW_MAX_PIXELS the preview (only) is shrunk.
+    shrink = min(1.0, (PREVIEW_MAX_PIXELS / (image.width * image.height)) ** 0.5)
+    if shrink < 1.0:
+        size = (max(1, round(image.width * shrink)), max(1, round(image.height * shrink)))
+        preview = preview.resize(size, PILImage.Resampling.BOX)
     buffer = io.BytesIO()
-    PILImage.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
+    preview.save(buffer, format="PNG", compress_level=1)
     depth = {np.dtype(np.uint8): "8-bit", np.dtype(np.uint16): "16-bit"}.get(image.pixels.dtype, "float")
     info = {"width": image.width, "height": image.height, "channels": image.channels, "depth": depth,
-            "alpha": image.alpha is not None, "format": image.format}
+            "alpha": image.alpha is not None, "format": image.format, "preview_scale": round(shrink, 4)}
     return buffer.getvalue(), info
 
 
@@ -250,6 +259,7 @@ class Job:
     model_key: str
     options: Options
     download_name: str
+    upload_name: str = ""  # the file name the user uploaded, shown in messages instead of our temp path
     status: str = "queued"  # queued, running, done, error
     stage: str = "waiting for the previous run"
     progress: float | None = None
@@ -292,7 +302,7 @@ class JobRunner:
         source = folder / f"{stem}{suffix}"
         source.write_bytes(data)
         # The CLI keeps the input's format; the page's download does the same under a new name.
-        job = Job(job_id, folder, source, model_key, options, f"{stem}_restored{suffix}")
+        job = Job(job_id, folder, source, model_key, options, f"{stem}_restored{suffix}", name)
         with self._lock:
             self.jobs[job_id] = job
             while len(self.jobs) > KEEP_JOBS:
@@ -326,7 +336,9 @@ class JobRunner:
         except Exception as exc:  # the page gets one readable line; the server log gets the rest
             if not isinstance(exc, RestorekitError):
                 log.exception("job %s failed", job.id)
-            job.message = readable_error(exc, self.catalogue.device, job.options)
+            message = readable_error(exc, self.catalogue.device, job.options)
+            # Name the user's file, not where the server keeps its copy.
+            job.message = message.replace(str(job.source), job.upload_name).replace(f"{job.folder}{os.sep}", "")
             job.status = "error"
             job.stage = "failed"
 

@@ -13,6 +13,7 @@ function showError(message) {
   $("error").textContent = message;
   $("error").hidden = false;
   $("progress-row").hidden = true;
+  $("error").scrollIntoView({block: "nearest"});
   setState("error");
 }
 
@@ -118,6 +119,8 @@ $("run").addEventListener("click", async () => {
   $("progress-row").hidden = false;
   $("progress").removeAttribute("value");  // indeterminate until the model reports progress
   $("stage").textContent = "uploading";
+  $("result").hidden = true;  // never show the previous image's result (and download) beside a new run
+  $("empty").hidden = false;
   setState("running");
   const query = new URLSearchParams({
     model: $("model").value, tile: $("tile").value, overlap: $("overlap").value,
@@ -159,10 +162,11 @@ async function showResult(job) {
   link.download = job.download_name;
   link.textContent = `Download ${job.download_name}`;
   $("result-info").textContent =
-    `${inp.width}×${inp.height} → ${out.width}×${out.height}, ${out.depth}${out.alpha ? " + alpha" : ""}, ${out.format || ""}`;
+    `${inp.width}×${inp.height} → ${out.width}×${out.height}, ${out.depth}${out.alpha ? " + alpha" : ""}, ${out.format || ""}` +
+    (out.preview_scale < 1 ? ` (shown at ${Math.round(out.preview_scale * 100)}%; the download is full size)` : "");
   // Keep tall images within the window: the box keeps the image's aspect ratio, so the overlay,
   // the split and the crop clicks stay aligned.
-  $("compare").style.maxWidth = `calc(75vh * ${out.width / out.height})`;
+  $("viewer").style.maxWidth = `calc(75vh * ${out.width / out.height})`;
   $("empty").hidden = true;
   $("result").hidden = false;
   $("progress-row").hidden = true;
