@@ -3,6 +3,8 @@ random models; global-statistics models are flagged and stay close; TTA is the m
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -65,7 +67,7 @@ def test_tiles_start_on_the_alignment_grid_and_cover_the_axis() -> None:
         ranges = plan_axis(length, tile, overlap, alignment)
         assert ranges[0][0] == 0 and ranges[-1][1] == length
         assert all(start % alignment == 0 for start, _ in ranges)
-        for (s0, e0), (s1, _) in zip(ranges, ranges[1:]):
+        for (s0, e0), (s1, _) in itertools.pairwise(ranges):
             assert s1 > s0 and e0 - s1 >= min(overlap, tile - alignment)
 
 

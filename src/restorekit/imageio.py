@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -115,9 +115,10 @@ def _pixel_limit_off() -> Iterator[None]:
 
 
 def _rawmode(im: PILImage.Image) -> str:
-    if not im.tile:
+    tiles = getattr(im, "tile", None)  # decoder descriptors of a not-yet-loaded ImageFile
+    if not tiles:
         return ""
-    args = im.tile[0].args
+    args = tiles[0].args
     return args if isinstance(args, str) else str(args[0]) if args else ""
 
 

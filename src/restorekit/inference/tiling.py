@@ -218,12 +218,17 @@ def axis_weights(ranges: list[tuple[int, int]], scale: int, discard: int, ramp: 
     length = ranges[-1][1] * scale
     weights = []
     total = np.zeros(length, dtype=np.float64)
+    margin, width = discard * scale, ramp * scale
+
+    def fade(distance: np.ndarray) -> np.ndarray:
+        if width > 0:
+            return _smoothstep((distance - margin) / width)
+        return (distance > margin).astype(np.float64)
+
     for index, (start, end) in enumerate(ranges):
         size = (end - start) * scale
         w = np.ones(size, dtype=np.float64)
-        t = np.arange(size, dtype=np.float64) + 0.5
-        c, b = discard * scale, ramp * scale
-        fade = (lambda d: _smoothstep((d - c) / b)) if b > 0 else (lambda d: (d > c).astype(np.float64))
+        t = np.arange(size, dtype=np.float64) + 0.5  # distance of pixel centres from the tile's start
         if index > 0:
             w *= fade(t)
         if index < len(ranges) - 1:
