@@ -192,3 +192,14 @@ def test_huge_images_get_a_smaller_preview(tmp_path: Path, monkeypatch: pytest.M
     preview = imageio.read_image(tmp_path / "preview.png")
     assert (preview.width, preview.height) == (16, 12)
     assert info["width"] == 32 and info["preview_scale"] == 0.5
+
+
+def test_preset_cards_carry_license_and_paper_scores() -> None:
+    from restorekit.zoo import PRESETS
+
+    card = jobs._preset_card(PRESETS["bicubic-pp-x3"])
+    assert card["license"] == "CC BY-NC-SA 4.0" and card["non_commercial"] is True
+    assert card["params"] > 0 and card["scale"] == 3
+    vapsr = jobs._preset_card(PRESETS["vapsr-x4"])
+    assert vapsr["scores"]["Set5"] == {"psnr": 32.38, "ssim": 0.8978}
+    assert "Y" in vapsr["convention"] and vapsr["non_commercial"] is False

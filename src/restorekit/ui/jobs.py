@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from .. import hub, imageio
+from .. import catalog, hub, imageio
 from ..errors import RestorekitError
 from ..model import RestorationModel, load
 from ..restore import DEFAULT_PRESETS, restore_file
@@ -38,6 +38,7 @@ PREVIEW_MAX_PIXELS = 40_000_000
 KEEP_JOBS = 8  # finished jobs whose files stay on disk (the page only ever needs the latest)
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -73,6 +74,7 @@ class ModelEntry:
 
 def _preset_card(preset: Preset) -> dict[str, Any]:
     return {
+        "params": catalog.describe(preset, with_macs=False)["params"],  # counted on the meta device
         "name": preset.name,
         "description": preset.description,
         "family": preset.family,
@@ -101,11 +103,6 @@ def _file_card(path: Path, model: RestorationModel) -> dict[str, Any]:
     }
     card["params"] = sum(p.numel() for p in model.parameters())
     return card
-
-
-def _task_of(task: str) -> str:
-    # A weights file without a preset only knows "sr" or the generic "restore".
-    return task if task in TASKS else "denoise"
 
 
 class Catalogue:
@@ -141,7 +138,8 @@ class Catalogue:
             model = load(path, device=device)
             key = str(path)
             card = _file_card(path, model)
-            self.entries[key] = ModelEntry(key, f"{path.name} ({model.family})", _task_of(card["task"]), card)
+            # A weights file without a preset knows only "sr" or the generic "restore" task.
+            self.entries[key] = ModelEntry(key, f"{path.name} ({model.family})", card["task"], card)
             self._models[key] = model
 
     def _add_preset(self, preset: Preset) -> None:
@@ -162,7 +160,7 @@ class Catalogue:
     def describe(self) -> dict[str, Any]:
         """The JSON the page builds its task and model menus from."""
         return {
-            "tasks": [t for t in TASKS if any(e.task == t for e in self.entries.values())],
+            "tasks": [t for t in (*TASKS, "restore") if any(e.task == t for e in self.entries.values())],
             "models": [{"key": e.key, "label": e.label, "task": e.task, "card": e.card} for e in self.entries.values()],
             "defaults": self.defaults(),
             "precisions": list(PRECISIONS),
