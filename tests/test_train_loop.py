@@ -10,8 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from restorekit.train import config_from_dict, train
 from restorekit.train.checkpoint import load_checkpoint
 from restorekit.train.config import ScheduleSection
 from restorekit.train.ema import EMA
-from restorekit.train.losses import psnr_loss, staged_loss, l1_loss
+from restorekit.train.losses import l1_loss, psnr_loss, staged_loss
 from restorekit.train.schedules import lr_at
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,7 +247,9 @@ def test_resume_after_sigkill_is_bit_exact(sr_data: Path, tmp_path: Path, one_th
         "from restorekit.train import train\n"
         "train(sys.argv[1])\n"
     )
-    proc = subprocess.run([sys.executable, str(script), str(path)], env=_child_env(), capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(path)], env=_child_env(), capture_output=True, timeout=300, check=False
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert load_checkpoint(tmp_path / "runs/killed/last.pt")["step"] == 4
 

@@ -6,7 +6,7 @@
   (``restorekit.data.degrade.parse_degradation``), after cropping, so only the patch is degraded.
 
 Both return ``(lq, gt)`` float tensors in [0, 1], CHW. Items are requested with a :class:`SampleKey`
-(``epoch, position, index``) rather than a bare index: every random choice for that sample (crop,
+(``epoch, position, image``) rather than a bare index: every random choice for that sample (crop,
 flips, noise level) comes from a generator seeded by ``(seed, epoch, position)``. The same key gives
 the same sample in any worker process, under any world size, and after a resume, which is what makes
 resumed and distributed runs reproduce an uninterrupted single-process run exactly.
@@ -15,9 +15,10 @@ resumed and distributed runs reproduce an uninterrupted single-process run exact
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 class SampleKey(NamedTuple):
     epoch: int
     position: int  # place in the epoch's global order (distinct even when ``repeat`` revisits an image)
-    index: int  # image index in the folder
+    image: int  # image index in the folder (not ``index``: that would shadow tuple.index)
 
 
 def sample_generator(seed: int, epoch: int, position: int) -> torch.Generator:
@@ -59,8 +60,8 @@ def read_image(path: Path, channels: int) -> torch.Tensor:
                 array = np.asarray(img, dtype=np.float32) / 65535.0
                 tensor = torch.from_numpy(array)[None]
                 return tensor.expand(channels, -1, -1).contiguous() if channels == 3 else tensor
-            img = img.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(img, dtype=np.uint8)
+            converted = img.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(converted, dtype=np.uint8)
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot read image ({exc})") from exc
     tensor = torch.from_numpy(array.copy()).float().div_(255.0)
@@ -169,7 +170,7 @@ class PairedFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, key: SampleKey | int) -> tuple[torch.Tensor, torch.Tensor]:
         key = _as_key(key)
-        lq_path, gt_path = self.pairs[key.index]
+        lq_path, gt_path = self.pairs[key.image]
         lq, gt = self.cache.get(lq_path), self.cache.get(gt_path)
         s = self.scale
         if gt.shape[-2] < lq.shape[-2] * s or gt.shape[-1] < lq.shape[-1] * s:
@@ -215,7 +216,7 @@ class DegradedFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, key: SampleKey | int) -> tuple[torch.Tensor, torch.Tensor]:
         key = _as_key(key)
-        path = self.files[key.index]
+        path = self.files[key.image]
         gt = self.cache.get(path)
         s = self.scale
         gt = gt[..., : gt.shape[-2] // s * s, : gt.shape[-1] // s * s]

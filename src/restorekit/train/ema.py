@@ -25,8 +25,8 @@ class EMA:
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
         """One EMA step towards ``net`` (same architecture as the copy; parameters in the same order)."""
-        ema_params = list(self.net.parameters())
-        params = [p.detach() for p in net.parameters()]
+        ema_params: list[torch.Tensor] = list(self.net.parameters())
+        params: list[torch.Tensor] = [p.detach() for p in net.parameters()]
         if len(ema_params) != len(params):
             raise ValueError(f"EMA holds {len(ema_params)} parameters, the network has {len(params)}")
         # One fused multi-tensor kernel instead of a launch per parameter (NAFNet has hundreds).
