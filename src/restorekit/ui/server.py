@@ -23,6 +23,7 @@ import ipaddress
 import json
 import logging
 import re
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +67,8 @@ class UIServer(ThreadingHTTPServer):
 
     def __init__(self, host: str, port: int, catalogue: Catalogue, max_pixels: int | None,
                  max_upload_bytes: int) -> None:
+        if ":" in host:  # an IPv6 address such as ::1
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
         self.catalogue = catalogue
         self.runner = JobRunner(catalogue, max_pixels)
@@ -74,9 +77,8 @@ class UIServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
-        return f"http://{host}:{port}/"
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     def server_close(self) -> None:
         super().server_close()
@@ -88,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "restorekit-ui"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:  # the base class names it `format`
         log.debug("%s - %s", self.address_string(), format % args)
 
     # --- answers -----------------------------------------------------------------------------
@@ -118,13 +120,14 @@ class Handler(BaseHTTPRequestHandler):
         return name in LOOPBACK_NAMES or is_loopback(name)
 
     # --- routing -----------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 (the base class's name)
+    # do_GET etc.: the names http.server dispatches to.
+    def do_GET(self) -> None:
         self._guarded(self._get)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._guarded(self._get)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._guarded(self._post)
 
     def _guarded(self, handler: Any) -> None:
