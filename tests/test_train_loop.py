@@ -5,11 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import multiprocessing
 import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,7 @@ def tiny_config(data: Path, out: Path, name: str = "tiny", **sections: Any) -> d
         "optim": {"name": "adam", "lr": 5e-3, "grad_clip": 1.0},
         "schedule": {"name": "cosine", "min_lr": 1e-4},
         "train": {"total_steps": 12, "checkpoint_every": 4, "log_every": 2, "out_dir": str(out),
-                  "deterministic": True, "progress": False, "device": "cpu"},
+                  "deterministic": True, "progress": False, "plot": False, "device": "cpu"},
     }
     for key, value in sections.items():
         config[key] = {**config.get(key, {}), **value}
@@ -85,13 +84,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _child_env() -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    return env
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,7 +149,7 @@ def test_ema_update_rule() -> None:
 
 
 def test_run_learns_validates_exports_and_reloads(sr_data: Path, tmp_path: Path, device: torch.device) -> None:
-    raw = tiny_config(sr_data, tmp_path / "runs", train={"total_steps": 30, "device": str(device)},
+    raw = tiny_config(sr_data, tmp_path / "runs", train={"total_steps": 30, "device": str(device), "plot": True},
                       ema={"decay": 0.5}, val={"every": 10, "convention": "sr_y"})
     raw["data"]["val"] = {"gt": str(sr_data / "val/gt"), "lq": str(sr_data / "val/lq")}
     result = train(config_from_dict(raw))
@@ -193,7 +185,7 @@ def test_hinet_two_stage_loss_and_bf16_autocast(tmp_path: Path, device: torch.de
         "data": {"train": {"gt": str(tmp_path / "gt"), "kind": "degraded", "degradation": "awgn:25", "patch": 16},
                  "batch_size": 2},
         "loss": {"name": "psnr", "stage_weights": [0.5, 0.5]},
-        "train": {"total_steps": 2, "out_dir": str(tmp_path / "runs"), "progress": False, "amp": "bf16",
+        "train": {"total_steps": 2, "out_dir": str(tmp_path / "runs"), "progress": False, "plot": False, "amp": "bf16",
                   "device": str(device)},
     }
     result = train(config_from_dict(raw))
@@ -225,32 +217,45 @@ def test_refuses_to_overwrite_or_resume_nothing(sr_data: Path, tmp_path: Path) -
         train(config)
 
 
-@pytest.mark.slow
+# The two process tests fork the already-initialised test process (no second ``import torch``,
+# which is most of the cost on a loaded CI machine); the children run with one thread like the parent.
+_FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+needs_fork = pytest.mark.skipif(_FORK is None, reason="needs the fork start method (Linux/macOS)")
+
+
+def _train_and_get_killed(path: str, kill_at_step: int) -> None:
+    """Child process: train, and SIGKILL itself right after optimizer step ``kill_at_step``."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    steps = [0]
+
+    def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
+        steps[0] += 1
+        if steps[0] == kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    register_optimizer_step_post_hook(hook)
+    train(path)
+
+
+def _train_as_rank(path: str, rank: int, port: int) -> None:
+    """Child process: one rank of a 2-process run, with the environment torchrun would set."""
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    train(path)
+
+
+@needs_fork
 def test_resume_after_sigkill_is_bit_exact(sr_data: Path, tmp_path: Path, one_thread: None) -> None:
     # EMA, grad clipping, cosine lr, flips/rot90 and an epoch boundary (3 steps per epoch) are all on,
     # and the checkpoint at step 4 sits in the middle of an epoch.
     raw = tiny_config(sr_data, tmp_path / "runs", name="killed", ema={"decay": 0.9})
     path = tmp_path / "killed.yml"
     path.write_text(yaml.safe_dump(raw))
-    script = tmp_path / "kill_at_step_7.py"
-    script.write_text(
-        "import os, signal, sys\n"
-        "import torch\n"
-        "from torch.optim.optimizer import register_optimizer_step_post_hook\n"
-        "torch.set_num_threads(1)\n"
-        "steps = [0]\n"
-        "def hook(optimizer, args, kwargs):\n"
-        "    steps[0] += 1\n"
-        "    if steps[0] == 7:\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "register_optimizer_step_post_hook(hook)\n"
-        "from restorekit.train import train\n"
-        "train(sys.argv[1])\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, str(script), str(path)], env=_child_env(), capture_output=True, timeout=300, check=False
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    child = _FORK.Process(target=_train_and_get_killed, args=(str(path), 7))
+    child.start()
+    child.join(timeout=300)
+    assert child.exitcode == -signal.SIGKILL
     assert load_checkpoint(tmp_path / "runs/killed/last.pt")["step"] == 4
 
     resumed = train(path, resume=True)
@@ -270,24 +275,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.slow
+@needs_fork
 def test_two_process_gloo_ddp_matches_single_process_with_doubled_batch(
     sr_data: Path, tmp_path: Path, one_thread: None
 ) -> None:
-    # No EMA/clip needed for the point being made; Adam and a net without BN as the brief asks.
+    # Adam on a net without batch norm, as the brief asks; clipping stays on (it acts after the all-reduce).
     ddp_raw = tiny_config(sr_data, tmp_path / "runs", name="ddp", train={"total_steps": 6})
     path = tmp_path / "ddp.yml"
     path.write_text(yaml.safe_dump(ddp_raw))
-    port = str(_free_port())
-    procs = []
-    for rank in range(2):
-        env = {**_child_env(), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
-        procs.append(subprocess.Popen([sys.executable, "-m", "restorekit", "train", str(path)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err.decode()[-2000:]
+    port = _free_port()
+    children = [_FORK.Process(target=_train_as_rank, args=(str(path), rank, port)) for rank in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=300)
+        assert child.exitcode == 0
 
     single_raw = tiny_config(sr_data, tmp_path / "runs", name="single", train={"total_steps": 6})
     single_raw["data"]["batch_size"] = 4

@@ -104,6 +104,7 @@ class TrainSection:
     log_every: int = 10
     out_dir: str = "runs"
     progress: bool = True  # tqdm bar on rank 0
+    plot: bool = True  # curves.png at the end (needs matplotlib)
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,8 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
         save_checkpoint(checkpoint_state(), last_path)
         _export(ema.net if ema is not None else model.net, cfg, arch, weights, step)
         (run_dir / "metrics.json").write_text(json.dumps({"step": step, **metrics}, indent=2), encoding="utf-8")
-        _plot_curves(history, run_dir / "curves.png")
+        if cfg.train.plot:
+            _plot_curves(history, run_dir / "curves.png")
         if writer is not None:
             writer.close()
     if log_file is not None:
