@@ -203,3 +203,9 @@ def test_preset_cards_carry_license_and_paper_scores() -> None:
     vapsr = jobs._preset_card(PRESETS["vapsr-x4"])
     assert vapsr["scores"]["Set5"] == {"psnr": 32.38, "ssim": 0.8978}
     assert "Y" in vapsr["convention"] and vapsr["non_commercial"] is False
+
+
+def test_busy_port_is_a_readable_error(server: UIServer, tiny_weights: Path) -> None:
+    busy_port = int(server.server_address[1])
+    with pytest.raises(RestorekitError, match=f"cannot listen on 127.0.0.1:{busy_port}"):
+        app.create_server("127.0.0.1", busy_port, models=[str(tiny_weights)], device="cpu")

@@ -67,13 +67,14 @@ class UIServer(ThreadingHTTPServer):
 
     def __init__(self, host: str, port: int, catalogue: Catalogue, max_pixels: int | None,
                  max_upload_bytes: int) -> None:
-        if ":" in host:  # an IPv6 address such as ::1
-            self.address_family = socket.AF_INET6
-        super().__init__((host, port), Handler)
+        # Set before binding: when binding fails, the base class calls server_close(), which needs them.
         self.catalogue = catalogue
         self.runner = JobRunner(catalogue, max_pixels)
         self.max_upload_bytes = max_upload_bytes
         self.loopback_only = is_loopback(host)
+        if ":" in host:  # an IPv6 address such as ::1
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), Handler)
 
     @property
     def url(self) -> str:
