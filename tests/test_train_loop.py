@@ -208,6 +208,33 @@ def test_init_starts_from_given_weights(sr_data: Path, tmp_path: Path) -> None:
         train(config_from_dict(raw))
 
 
+def test_knee_schedule_steps_once_per_epoch(sr_data: Path, tmp_path: Path) -> None:
+    # 3 images x repeat 2 / batch 2 = 3 steps per epoch; 2 epochs -> schedule total 2 epochs.
+    raw = tiny_config(sr_data, tmp_path, train={"total_steps": 6, "log_every": 1},
+                      schedule={"name": "knee", "unit": "epoch", "total": 4, "min_lr": 0.0}, optim={"lr": 1e-3})
+    train(config_from_dict(raw))
+    records = [json.loads(line) for line in (tmp_path / "tiny/log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records] == pytest.approx([1e-3] * 3 + [0.75e-3] * 3)
+    assert [r["epoch"] for r in records] == [0, 0, 0, 1, 1, 1]
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from restorekit.train import checkpoint
+
+    path = tmp_path / "last.pt"
+    checkpoint.save_checkpoint({"model": {}, "step": 1}, path)
+
+    def torn_write(obj: Any, f: str) -> None:
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", torn_write)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save_checkpoint({"model": {}, "step": 2}, path)
+    assert checkpoint.load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
 def test_refuses_to_overwrite_or_resume_nothing(sr_data: Path, tmp_path: Path) -> None:
     config = config_from_dict(tiny_config(sr_data, tmp_path, train={"total_steps": 1}))
     with pytest.raises(ConfigError, match="no checkpoint to resume"):
