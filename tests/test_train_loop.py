@@ -235,6 +235,38 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path: Path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
+TINY_ARCHS: dict[str, tuple[dict[str, Any], str, str]] = {  # family -> (arch overrides, degradation, loss)
+    "nafnet": ({"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]}, "awgn:25", "psnr"),
+    "hinet": ({"width": 4, "depth": 2}, "awgn:25", "psnr"),
+    "rednet": ({"depth": 4, "width": 8}, "awgn:25", "mse"),
+    "vapsr": ({"scale": 2, "num_feat": 8, "num_block": 1, "d_atten": 8}, "bicubic:2", "l1"),
+    "bicubic_pp": ({"channels": 4}, "bicubic:3", "mse"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(TINY_ARCHS))
+def test_every_family_trains_validates_and_exports(family: str, tmp_path: Path) -> None:
+    arch, degradation, loss = TINY_ARCHS[family]
+    rng = np.random.default_rng(2)
+    for i, img in enumerate(_smooth_images(rng, 2, 36)):
+        (tmp_path / "gt").mkdir(exist_ok=True)
+        Image.fromarray(img).save(tmp_path / "gt" / f"{i}.png")
+    folder = {"gt": str(tmp_path / "gt"), "kind": "degraded", "degradation": degradation}
+    raw = {
+        "name": family,
+        "model": {"family": family, "arch": arch},
+        "data": {"train": {**folder, "patch": 24, "flip": True}, "val": folder, "batch_size": 2},
+        "loss": {"name": loss, "stage_weights": [0.5, 0.5] if family == "hinet" else None},
+        "optim": {"grad_clip": 0.01},
+        "train": {"total_steps": 2, "out_dir": str(tmp_path / "runs"), "progress": False, "plot": False,
+                  "device": "cpu"},
+    }
+    result = train(config_from_dict(raw))
+    assert result.step == 2 and math.isfinite(result.metrics["psnr"])
+    model = restorekit.load(result.weights)
+    assert model.family == family and model.scale == {"bicubic:2": 2, "bicubic:3": 3}.get(degradation, 1)
+
+
 def test_refuses_to_overwrite_or_resume_nothing(sr_data: Path, tmp_path: Path) -> None:
     config = config_from_dict(tiny_config(sr_data, tmp_path, train={"total_steps": 1}))
     with pytest.raises(ConfigError, match="no checkpoint to resume"):
