@@ -1,5 +1,5 @@
 // restorekit web UI: plain JavaScript, no libraries, nothing loaded from outside this server.
-// document.body.dataset.state is idle | running | done | error, which the browser tests wait on.
+// document.body.dataset.state is loading | idle | running | done | error, which the browser tests wait on.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -78,7 +78,7 @@ function pick(blob, name) {
 }
 
 async function init() {
-  setState("idle");
+  // The page stays "loading" until its menus are built, so nothing (a person or a test) acts early.
   try {
     catalogue = await api("/api/models");
     for (const task of catalogue.tasks) $("task").add(new Option(task, task));
@@ -87,6 +87,7 @@ async function init() {
     const samples = (await api("/api/samples")).samples;
     for (const name of samples) $("sample").add(new Option(name, name));
     $("samples-row").hidden = samples.length === 0;
+    setState("idle");
   } catch (err) {
     showError(err.message);
   }
