@@ -52,6 +52,15 @@ def test_unmatched_files_are_listed(sr_folders: tuple[Path, Path]) -> None:
     assert "lonely.png" in str(info.value)
 
 
+def test_pairs_in_subfolders_and_across_suffixes(tmp_path: Path) -> None:
+    for seq in ("000", "001"):
+        _write(tmp_path / "sharp" / seq / "00000000.png", np.zeros((8, 8, 3), np.uint8))
+        _write(tmp_path / "blur" / seq / "00000000.jpg", np.zeros((8, 8, 3), np.uint8))
+    pairs = pair_files(tmp_path / "blur", tmp_path / "sharp")
+    assert [(lq.relative_to(tmp_path).as_posix(), gt.parent.name) for lq, gt in pairs] == [
+        ("blur/000/00000000.jpg", "000"), ("blur/001/00000000.jpg", "001")]
+
+
 def test_crop_is_aligned_to_the_scale_grid_under_every_augmentation() -> None:
     # LQ = 3x3 block average of GT; averaging commutes with aligned crops, flips and transposes,
     # so the relation must survive every random crop/augmentation.

@@ -1,7 +1,8 @@
 """Training and validation image sets, with randomness that depends only on (seed, epoch, position).
 
-- :class:`PairedFolder`: LQ and GT folders matched by file stem; an LQ name may carry a scale suffix
-  (``0001x4.png`` pairs with ``0001.png``). Unmatched files are an error that lists them.
+- :class:`PairedFolder`: LQ and GT folders matched by relative path and stem (subfolders allowed); an
+  LQ name may carry a scale suffix (``0001x4.png`` pairs with ``0001.png``). Unmatched files are an
+  error that lists them.
 - :class:`DegradedFolder`: GT only; the LQ is synthesised on the fly by a degradation spec
   (``restorekit.data.degrade.parse_degradation``), after cropping, so only the patch is degraded.
 
@@ -43,13 +44,23 @@ def sample_generator(seed: int, epoch: int, position: int) -> torch.Generator:
 
 
 def list_images(folder: str | Path) -> list[Path]:
+    """Images under ``folder``, subfolders included (REDS-style ``000/00000000.png`` trees), sorted by
+    relative path so the order is the same on every machine."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: image folder not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=lambda p: p.relative_to(folder).as_posix(),
+    )
     if not files:
         raise ConfigError(f"{folder}: contains no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def _key(path: Path, root: Path) -> str:
+    """Relative path without the suffix: what pairs an LQ file with its GT file."""
+    return path.relative_to(root).with_suffix("").as_posix()
 
 
 def read_image(path: Path, channels: int) -> torch.Tensor:
@@ -72,26 +83,32 @@ _SCALE_SUFFIX = re.compile(r"(?:[_-]?x\d+)$", re.IGNORECASE)
 
 
 def pair_files(lq_dir: str | Path, gt_dir: str | Path) -> list[tuple[Path, Path]]:
-    """Match LQ to GT files by stem, tolerating a ``x4``/``_x4`` suffix on the LQ stem."""
-    lq_files, gt_files = list_images(lq_dir), list_images(gt_dir)
-    gt_by_stem = {p.stem: p for p in gt_files}
+    """Match LQ to GT files by relative path and stem (any image suffix), tolerating a ``x4``/``_x4``
+    suffix on the LQ stem (DIV2K's ``0001x4.png`` pairs with ``0001.png``)."""
+    lq_root, gt_root = Path(lq_dir), Path(gt_dir)
+    lq_files, gt_files = list_images(lq_root), list_images(gt_root)
+    gt_by_key = {_key(p, gt_root): p for p in gt_files}
     pairs: list[tuple[Path, Path]] = []
     unmatched_lq: list[str] = []
     used: set[str] = set()
     for lq in lq_files:
-        stem = lq.stem if lq.stem in gt_by_stem else _SCALE_SUFFIX.sub("", lq.stem)
-        if stem in gt_by_stem and stem not in used:
-            pairs.append((lq, gt_by_stem[stem]))
-            used.add(stem)
+        key = _key(lq, lq_root)
+        if key not in gt_by_key:
+            key = _SCALE_SUFFIX.sub("", key)
+        if key in gt_by_key and key not in used:
+            pairs.append((lq, gt_by_key[key]))
+            used.add(key)
         else:
-            unmatched_lq.append(lq.name)
-    unmatched_gt = [p.name for p in gt_files if p.stem not in used]
+            unmatched_lq.append(lq.relative_to(lq_root).as_posix())
+    unmatched_gt = [p.relative_to(gt_root).as_posix() for p in gt_files if _key(p, gt_root) not in used]
     if unmatched_lq or unmatched_gt:
         parts = []
         if unmatched_lq:
-            parts.append(f"LQ without GT in {lq_dir}: {', '.join(unmatched_lq[:10])}")
+            more = f" and {len(unmatched_lq) - 10} more" if len(unmatched_lq) > 10 else ""
+            parts.append(f"LQ without GT in {lq_dir}: {', '.join(unmatched_lq[:10])}{more}")
         if unmatched_gt:
-            parts.append(f"GT without LQ in {gt_dir}: {', '.join(unmatched_gt[:10])}")
+            more = f" and {len(unmatched_gt) - 10} more" if len(unmatched_gt) > 10 else ""
+            parts.append(f"GT without LQ in {gt_dir}: {', '.join(unmatched_gt[:10])}{more}")
         raise ConfigError("unmatched image files; " + "; ".join(parts))
     return pairs
 
