@@ -2,7 +2,7 @@
 
 Each verb lives in the module that does its job; that module exposes ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are imported only when their verb runs, so a missing optional extra
-(onnx, gradio) breaks only the verb that needs it.
+(onnx, tensorboard) breaks only the verb that needs it.
 """
 
 from __future__ import annotations
