@@ -112,7 +112,7 @@ def test_cli_dry_run_prints_the_resolved_config_and_errors_are_one_line(
 
     path = tmp_path / "run.yml"
     path.write_text(yaml.safe_dump(MINIMAL))
-    assert main(["train", str(path), "optim.lr=3e-4", "--dry-run"]) == 0
+    assert main(["train", str(path), "--dry-run", "optim.lr=3e-4"]) == 0  # options and overrides intermix
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["optim"]["lr"] == 3e-4 and printed["optim"]["betas"] == [0.9, 0.999]
     assert main(["train", str(path), "optim.lr=oops", "--dry-run"]) == 2

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override config values, e.g. optim.lr=2e-4 train.total_steps=1000 (YAML-parsed)")
     parser.add_argument("--resume", action="store_true", help="continue runs/<name>/last.pt exactly")
     parser.add_argument("--dry-run", action="store_true", help="validate the config, print it, and stop")
+    # `restorekit train CONFIG --resume key=value`: plain parse_args cannot take positionals after an
+    # option (argparse consumes the `*` positional early), the intermixed parser can.
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:
