@@ -23,6 +23,11 @@ What we changed and why:
 - ``dw_expand``/``ffn_expand`` are config fields for both block types (the official NAFNet class
   hard-codes 2/2; the official Baseline class exposes them) so one config describes every variant.
 - Dropout (rate 0 in every official config, i.e. Identity) is left out.
+- Speed (same outputs within ~1e-6, same state-dict keys; benchmarks/speed.py measures it): the
+  body runs in channels_last memory on CPU/CUDA, so LayerNorm2d is one fused kernel on a free
+  NHWC view and every 1x1 conv is a single GEMM on that view (:func:`_pointwise`); ``beta`` and
+  ``gamma`` are folded into conv3/conv5's (small) weights instead of scaling full-size maps; for a
+  single image with global pooling the channel attention is folded into conv3's weights as well.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DetectionError
@@ -129,11 +135,10 @@ class NAFBlock(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        x = self.sg(self.conv2(self.conv1(self.norm1(inp))))
-        x = self.conv3(x * self.sca(x))
-        y = inp + x * self.beta
-        x = self.conv5(self.sg(self.conv4(self.norm2(y))))
-        return y + x * self.gamma
+        x = self.sg(self.conv2(_pointwise(self.norm1(inp), self.conv1)))
+        y = inp + _attend_project(x, self.sca(x), self.conv3, self.beta)
+        x = self.sg(_pointwise(self.norm2(y), self.conv4))
+        return y + _pointwise(x, self.conv5, scale=self.gamma)
 
 
 class BaselineBlock(nn.Module):
@@ -162,11 +167,42 @@ class BaselineBlock(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        x = self.gelu(self.conv2(self.conv1(self.norm1(inp))))
-        x = self.conv3(x * self.se(x))
-        y = inp + x * self.beta
-        x = self.conv5(self.gelu(self.conv4(self.norm2(y))))
-        return y + x * self.gamma
+        x = self.gelu(self.conv2(_pointwise(self.norm1(inp), self.conv1)))
+        y = inp + _attend_project(x, self.se(x), self.conv3, self.beta)
+        x = self.gelu(_pointwise(self.norm2(y), self.conv4))
+        return y + _pointwise(x, self.conv5, scale=self.gamma)
+
+
+def _pointwise(
+    x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor | None = None, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``conv`` (1x1) applied to ``x``, optionally with a replacement (out, in) ``weight`` and the
+    output channels multiplied by ``scale`` (folded into the weights: cheaper than on the map).
+
+    For channels_last ``x`` the NHWC view is contiguous, so the conv is one GEMM (``F.linear``)
+    with no layout conversion; the result is channels_last again.
+    """
+    w = conv.weight.flatten(1) if weight is None else weight
+    b = conv.bias
+    if scale is not None:
+        w = w * scale.view(-1, 1)
+        b = b * scale.view(-1) if b is not None else None
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return F.linear(x.permute(0, 2, 3, 1), w, b).permute(0, 3, 1, 2)
+    return F.conv2d(x, w[:, :, None, None], b)
+
+
+def _attend_project(x: torch.Tensor, attention: torch.Tensor, conv: nn.Conv2d, scale: torch.Tensor) -> torch.Tensor:
+    """``conv(x * attention) * scale`` for the channel-attention branch of both block types.
+
+    One image with a global (1x1) attention map: the attention multiplies conv's input channels,
+    so it is folded into the weights and the full-size multiply disappears. Batches (one weight
+    per image) and TLC's local attention maps take the plain path; so does tracing, which must
+    record the path that is valid for any batch size.
+    """
+    if x.shape[0] == 1 and attention.shape[-2:] == (1, 1) and not torch.jit.is_tracing():
+        return _pointwise(x, conv, conv.weight.flatten(1) * attention.view(1, -1), scale)
+    return _pointwise(x * attention, conv, scale=scale)
 
 
 class NAFNet(nn.Module):
@@ -200,6 +236,10 @@ class NAFNet(nn.Module):
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         height, width = inp.shape[-2:]
         inp = pad_to_multiple(inp, self.config.alignment)
+        if inp.device.type in ("cpu", "cuda"):
+            # channels_last from the first conv on: LayerNorm2d and the 1x1 convs then work on
+            # contiguous NHWC views (see _pointwise); converting 3 input channels costs nothing
+            inp = inp.contiguous(memory_format=torch.channels_last)
         x = self.intro(inp)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
@@ -210,7 +250,7 @@ class NAFNet(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
         out = self.ending(x) + inp
-        return out[..., :height, :width]
+        return out[..., :height, :width].contiguous()
 
 
 def build(config: Config) -> nn.Module:
