@@ -102,8 +102,8 @@ class EvalResult:
     def table(self) -> str:
         """Plain-text per-image table, the mean, and the paper's numbers beside ours."""
         width = max([len(r.name) for r in self.images] + [len("paper"), 4])
-        lines = [f"{self.model} on {self.dataset or 'images'} (x{self.scale}; {self.convention.describe(self.scale)};"
-                 f" input: {self.input})",
+        lines = [(f"{self.model} on {self.dataset or 'images'} (x{self.scale}; {self.convention.describe(self.scale)};"
+                 f" input: {self.input})"),
                  f"{'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}"]
         for r in self.images:
             lines.append(f"{r.name:<{width}}  {_fmt_psnr(r.psnr)}  {r.ssim:7.4f}")
@@ -138,13 +138,13 @@ def read_image(path: Path) -> torch.Tensor:
         with Image.open(path) as im:
             im.load()
             if im.mode.startswith("I;16") or im.mode == "I":
-                array = np.asarray(im, dtype=np.float64) / 65535.0
-                return torch.from_numpy(array.copy()).float()[None]
+                wide = np.asarray(im, dtype=np.float64) / 65535.0
+                return torch.from_numpy(wide.copy()).float()[None]
             if im.mode in ("1", "L", "LA"):
-                array = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-                return torch.from_numpy(array.copy())[None]
-            array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-            return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+                grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+                return torch.from_numpy(grey.copy())[None]
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ImageError(f"cannot read image {path}: {exc}") from None
 
@@ -364,7 +364,7 @@ def evaluate(
     results: list[ImageResult] = []
     iterator: Any = pairs
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         iterator = tqdm(pairs, desc=f"eval {name}", unit="img", file=sys.stderr)
     for hr_file, lr_file in iterator:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .conventions import MetricConvention
 
-__all__ = ["rgb_to_y", "prepare", "psnr", "ssim", "measure"]
+__all__ = ["measure", "prepare", "psnr", "rgb_to_y", "ssim"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr, for R, G, B in [0, 1]
 _WINDOW = 11

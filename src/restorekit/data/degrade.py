@@ -26,15 +26,15 @@ from PIL import Image
 from ..errors import ConfigError
 
 __all__ = [
-    "imresize",
-    "add_gaussian_noise",
-    "jpeg",
-    "gaussian_kernel",
-    "motion_kernel",
-    "blur",
-    "Degradation",
-    "parse_degradation",
     "DEGRADATION_FORMS",
+    "Degradation",
+    "add_gaussian_noise",
+    "blur",
+    "gaussian_kernel",
+    "imresize",
+    "jpeg",
+    "motion_kernel",
+    "parse_degradation",
 ]
 
 
@@ -67,7 +67,7 @@ def _resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> 
     x = torch.arange(1, out_len + 1, dtype=torch.float64)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)
     left = torch.floor(u - kernel_width / 2)
-    taps = int(math.ceil(kernel_width)) + 2
+    taps = math.ceil(kernel_width) + 2
     idx = left[:, None] + torch.arange(taps, dtype=torch.float64)[None, :]  # 1-based input positions
     dist = u[:, None] - idx
     if scale < 1 and antialias:
@@ -292,7 +292,8 @@ def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 class _Step(Protocol):
-    scale: int
+    @property
+    def scale(self) -> int: ...
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor: ...
 
