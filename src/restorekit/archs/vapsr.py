@@ -6,8 +6,13 @@ multiply) -> 1x1 proj -> + shortcut -> LayerNorm over channels ("pixel norm").
 Upsampler: x4 uses two conv+PixelShuffle(2) steps with fixed 64/16 widths; x2/x3 use a 56-wide
 conv, LeakyReLU, conv, PixelShuffle(s). Parameter names match the official checkpoints.
 
-What we changed: the pixel norm uses ``F.layer_norm`` on a channels-last view instead of two
-explicit permutes; numerically identical.
+What we changed (same outputs within ~1e-6, same keys; benchmarks/speed.py measures it):
+- the 5x5 depthwise conv with dilation 3 runs as a plain 5x5 depthwise conv on the 3x3
+  polyphase components of the input (space-to-batch, as TensorFlow's atrous conv does): PyTorch's
+  CPU kernels for dilated depthwise convs are several times slower than for undilated ones;
+- the pixel norm returns a contiguous NCHW tensor, as the official ``.contiguous()`` does: a
+  channels-last view leaking into the next block sends its depthwise convs to a much slower
+  channels_last kernel (that leak made VapSR-S 2x slower than the official code).
 """
 
 from __future__ import annotations
@@ -54,8 +59,29 @@ class PixelAttention(nn.Module):
         self.depthwise_dilated = nn.Conv2d(dim, dim, 5, padding=6, groups=dim, dilation=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attn = self.depthwise_dilated(self.depthwise(self.pointwise(x)))
+        attn = _dilated_depthwise(self.depthwise(self.pointwise(x)), self.depthwise_dilated)
         return x * attn
+
+
+def _dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(x)`` for a depthwise conv with dilation d and 'same' padding, computed as an
+    undilated conv on the d x d polyphase components of the zero-padded input.
+
+    Output pixel (d*i + a, d*j + b) only reads input pixels of phase (a, b), d apart, so each
+    phase is an ordinary k x k depthwise conv; pixel_unshuffle gathers the phases as channels
+    (channel c*d*d + a*d + b) and pixel_shuffle scatters the results back.
+    """
+    d, k, p = conv.dilation[0], conv.kernel_size[0], conv.padding[0]
+    if d == 1 or conv.groups != x.shape[1] or torch.jit.is_tracing():
+        return conv(x)  # ONNX Runtime has fast dilated kernels: export the plain op
+    channels, height, width = x.shape[1], x.shape[-2], x.shape[-1]
+    rows, cols = -(-height // d), -(-width // d)
+    # pad p on every side as the conv would, plus up to d-1 on the far sides so sizes divide by d
+    phases = F.pixel_unshuffle(F.pad(x, (p, p + d * cols - width, p, p + d * rows - height)), d)
+    weight = conv.weight.repeat_interleave(d * d, dim=0)
+    bias = conv.bias.repeat_interleave(d * d) if conv.bias is not None else None
+    out = F.conv2d(phases, weight, bias, groups=channels * d * d)
+    return F.pixel_shuffle(out, d)[..., :height, :width]
 
 
 class PixelNorm(nn.LayerNorm):
@@ -63,7 +89,8 @@ class PixelNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nhwc = x.permute(0, 2, 3, 1)
-        return F.layer_norm(nhwc, self.normalized_shape, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+        out = F.layer_norm(nhwc, self.normalized_shape, self.weight, self.bias, self.eps)
+        return out.permute(0, 3, 1, 2).contiguous()
 
 
 class VAB(nn.Module):
