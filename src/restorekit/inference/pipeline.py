@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import RestorekitError
-from ..imageio import Image, from_pil, max_value, to_pil
+from ..imageio import Image, from_pil, to_pil
 from .runner import Backend, TorchBackend, available_memory
 from .tiling import (
     SMALL_IMAGE_PIXELS,
@@ -231,7 +231,6 @@ def _restore_numpy(array: np.ndarray, backend: Backend, options: RestoreOptions)
         work = array
     else:
         raise RestorekitError(f"unsupported array dtype {dtype}; use uint8, uint16 or float in [0, 1]")
-    max_value(work.dtype)
     pixels, alpha = (work[..., :3], work[..., 3]) if work.shape[2] == 4 else (work, None)
     out, out_alpha = restore_planes(np.ascontiguousarray(pixels), alpha, backend, options)
     if out_alpha is not None:
