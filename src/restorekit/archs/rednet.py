@@ -20,7 +20,9 @@ denoising, SR and JPEG, 3 channels for deblurring and inpainting):
 What we changed and why:
 - Deconvolutions are ``ConvTranspose2d`` (weight layout in x out x 3 x 3, like Caffe's
   Deconvolution), so converted Caffe blobs load without the flip and transpose a ``Conv2d`` would
-  need. A stride-1 transposed conv is a convolution, so there is nothing to gain otherwise.
+  need. A stride-1 transposed conv is a convolution: ``forward`` computes it as one (flipped,
+  transposed weight, a view of the same parameter), which CPU backends run faster, in
+  channels_last memory.
 - RED20's skip placement is our generalisation of the RED30 rule (10 layers per side, s = 2:
   d1+c9, ..., d9+c1); the released files only contain RED30.
 - Skips have no weights, so ``infer_config`` cannot see them: it follows the paper (RED10 without
@@ -112,17 +114,27 @@ class REDNet(nn.Module):
         """Restore ``x`` (N x C x H x W, any size): input + predicted residual."""
         kept: dict[int, torch.Tensor] = {}
         feat = x
+        if x.device.type in ("cpu", "cuda"):
+            # oneDNN/cuDNN run these 128-channel 3x3 convs fastest in channels_last
+            feat = x.contiguous(memory_format=torch.channels_last)
         for i, conv in enumerate(self.convs):
-            feat = F.relu(conv(feat))
+            feat = F.relu_(conv(feat))  # in place: conv's backward needs its input, not its output
             if i in self._kept:  # only the features a skip will need stay alive
                 kept[i] = feat
         for j, deconv in enumerate(self.deconvs[:-1]):
-            feat = F.relu(deconv(feat))
+            feat = F.relu_(_deconv(feat, deconv))
             if j in self._skips:
-                # The outer ReLU mirrors the prototxt's ReLU after each Eltwise SUM; it is a no-op
-                # while both operands are ReLU outputs but keeps the layer graph one-to-one.
-                feat = F.relu(feat + kept.pop(self._skips[j]))
-        return x + self.deconvs[-1](feat)
+                # The prototxt applies a ReLU after each Eltwise SUM too; both operands are ReLU
+                # outputs, so it is the identity and we skip the extra pass over the map.
+                feat = feat + kept.pop(self._skips[j])
+        return (x + _deconv(feat, self.deconvs[-1])).contiguous()
+
+
+def _deconv(x: torch.Tensor, deconv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A stride-1 transposed conv computed as the equivalent convolution (in/out swapped, kernel
+    flipped): the same numbers, but CPU backends have much faster kernels for convolutions."""
+    weight = deconv.weight.transpose(0, 1).flip(2, 3)
+    return F.conv2d(x, weight, deconv.bias, padding=deconv.padding)
 
 
 def build(config: Config) -> nn.Module:
