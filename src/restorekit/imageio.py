@@ -228,7 +228,7 @@ def _read_16bit_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     except ImportError:
         raise ImageError(
             f"{path}: 16-bit colour images need OpenCV to decode without losing bits "
-            "(pip install "restorekit[image16]")"
+            "(pip install 'restorekit[image16]')"
         ) from None
     data = np.fromfile(path, dtype=np.uint8)
     array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -356,7 +356,7 @@ def _encode_16bit_colour(image: Image, fmt: str) -> bytes:
     try:
         import cv2
     except ImportError:
-        raise ImageError("writing 16-bit colour TIFF needs OpenCV (pip install "restorekit[image16]"); use png") from None
+        raise ImageError("writing 16-bit colour TIFF needs OpenCV (pip install 'restorekit[image16]'); use png") from None
     bgr = planes[..., [2, 1, 0, 3]] if planes.shape[2] == 4 else planes[..., ::-1]
     ok, data = cv2.imencode(".tif", np.ascontiguousarray(bgr))
     if not ok:
