@@ -1,0 +1,56 @@
+"""The floor for x3 super-resolution of 1280x720: plain bicubic upscaling, one thread.
+
+    OMP_NUM_THREADS=1 python benchmarks/bicubic_floor.py
+
+OpenCV's ``cv2.resize(..., INTER_CUBIC)`` (opencv-python-headless) on uint8 and float32 HWC
+images, and ``torch.nn.functional.interpolate(mode="bicubic")`` on a float32 NCHW tensor; median
+thread CPU time over 10 calls after one warm-up, as in speed.py.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def cpu_ms(fn: Callable[[], Any], runs: int = 10) -> float:
+    fn()
+    samples = []
+    for _ in range(runs):
+        start = time.thread_time()
+        fn()
+        samples.append(time.thread_time() - start)
+    return statistics.median(samples) * 1e3
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    width, height, scale = 1280, 720, 3
+    rng = np.random.default_rng(0)
+    img_u8 = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    img_f32 = img_u8.astype(np.float32) / 255
+    tensor = torch.from_numpy(img_f32).permute(2, 0, 1)[None].contiguous()
+    rows = []
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+        size = (width * scale, height * scale)
+        rows.append(("OpenCV INTER_CUBIC uint8", cpu_ms(lambda: cv2.resize(img_u8, size, interpolation=cv2.INTER_CUBIC))))
+        rows.append(("OpenCV INTER_CUBIC float32", cpu_ms(lambda: cv2.resize(img_f32, size, interpolation=cv2.INTER_CUBIC))))
+    except ImportError:
+        print("opencv-python-headless not installed: torch only")
+    with torch.inference_mode():
+        rows.append(("torch bicubic float32", cpu_ms(lambda: F.interpolate(tensor, scale_factor=scale, mode="bicubic"))))
+    print(f"x{scale} bicubic of {width}x{height} (one thread, median CPU ms)")
+    for name, ms in rows:
+        print(f"| {name} | {ms:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
