@@ -20,6 +20,8 @@ What we changed and why:
   band to add (reflection needs pad < size) we fall back to edge replication.
 - Training mode returns ``[stage1, stage2]`` (the loss is applied to both, as upstream); eval mode
   returns only the final image.
+- Speed: the 2x2 stride-2 transposed convs run as 1x1 convs + PixelShuffle(2) (same arithmetic,
+  same parameters; see ``_upsample``).
 - Instance norm of a 1x1 feature map (a 16x16 input reaches 1x1 at the bottom level) is defined
   here as its bias (the normalised value of a single element is 0); ``F.instance_norm`` refuses it.
 - ``in_channels`` also sets SAM's and the last conv's output channels (the official SAM hard-codes
@@ -167,7 +169,19 @@ class UpBlock(nn.Module):
         self.conv_block = ConvBlock(2 * out_ch, out_ch, relu_slope)
 
     def forward(self, x: torch.Tensor, bridge: torch.Tensor) -> torch.Tensor:
-        return self.conv_block(torch.cat([self.up(x), bridge], dim=1))
+        return self.conv_block(torch.cat([_upsample(x, self.up), bridge], dim=1))
+
+
+def _upsample(x: torch.Tensor, up: nn.ConvTranspose2d) -> torch.Tensor:
+    """``up(x)`` for a 2x2 stride-2 transposed conv, computed as a 1x1 conv to 4x the channels and
+    PixelShuffle(2): each input pixel writes its own 2x2 output block, so the two are the same
+    arithmetic; CPU backends run the 1x1 conv ~2.5x faster than the transposed conv (same numbers,
+    same ``up.weight`` (in, out, 2, 2) parameter, viewed as (out*4, in, 1, 1))."""
+    if torch.jit.is_tracing():
+        return up(x)  # ONNX ConvTranspose is fast in ONNX Runtime and keeps the graph readable
+    weight = up.weight.permute(1, 2, 3, 0).reshape(up.out_channels * 4, up.in_channels, 1, 1)
+    bias = up.bias.repeat_interleave(4) if up.bias is not None else None
+    return F.pixel_shuffle(F.conv2d(x, weight, bias), 2)
 
 
 class SAM(nn.Module):
