@@ -8,7 +8,8 @@ synchronised around every call so the wall clock measures the kernels, not their
 Memory: on CUDA, ``torch.cuda.max_memory_allocated`` during the timed calls minus what was
 allocated before them (tensors only, not the caching allocator's reserve). On CPU there is no
 allocator counter, so a background thread samples the process's resident set size (``/proc``)
-every millisecond during the calls and we report peak minus the RSS before them; it includes
+every millisecond from before the warm-up calls to the end of the timed calls, and we report peak
+minus the RSS before them (so ONNX Runtime's arena, grown on the first call, counts); it includes
 allocator caching and misses spikes shorter than the sampling period, hence "rss-sampled".
 Where ``/proc`` is missing (macOS) we fall back to the growth of ``ru_maxrss``, which is 0 when
 an earlier peak was higher ("maxrss-delta"). The method is part of every result.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import threading
 import time
@@ -110,37 +112,39 @@ def time_callable(
     """Call ``fn(x)`` ``warmup`` + ``runs`` times: (per-run seconds, peak extra memory in bytes, method)."""
     device = x.device
     with torch.inference_mode():
+        if device.type != "cuda" and _RssSampler.available():
+            # sample from before the warm-up: runtimes with their own arena (ONNX Runtime) grow it
+            # during the first call and keep it, so a window over the timed calls alone shows ~0
+            with _RssSampler() as sampler:
+                for _ in range(warmup):
+                    fn(x)
+                times = _timed_calls(fn, x, runs, device)
+            return times, float(sampler.peak - sampler.start), "rss-sampled"
         for _ in range(warmup):
             fn(x)
         _sync(device)
-        times: list[float] = []
         if device.type == "cuda":
             base = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
-            for _ in range(runs):
-                start = time.perf_counter()
-                fn(x)
-                _sync(device)
-                times.append(time.perf_counter() - start)
+            times = _timed_calls(fn, x, runs, device)
             return times, float(torch.cuda.max_memory_allocated(device) - base), "cuda-max-allocated"
-        if _RssSampler.available():
-            with _RssSampler() as sampler:
-                for _ in range(runs):
-                    start = time.perf_counter()
-                    fn(x)
-                    _sync(device)
-                    times.append(time.perf_counter() - start)
-            return times, float(sampler.peak - sampler.start), "rss-sampled"
         import resource
 
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn(x)
-            _sync(device)
-            times.append(time.perf_counter() - start)
+        times = _timed_calls(fn, x, runs, device)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return times, float(max(after - before, 0) * 1024), "maxrss-delta"  # Linux reports KiB
+
+
+def _timed_calls(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, runs: int, device: torch.device) -> list[float]:
+    """Wall seconds of each of ``runs`` calls, synchronising the device after each."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(x)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -210,9 +214,11 @@ def bench_model(
 
         if precision == "bf16":
             raise RestorekitError("the ONNX backend supports fp32 and fp16")
-        tmp = Path(tempfile.mkdtemp(prefix="restorekit-bench-")) / f"{name.replace('/', '_')}.onnx"
+        tmp_dir = tempfile.mkdtemp(prefix="restorekit-bench-")
+        tmp = Path(tmp_dir) / "model.onnx"
         export_onnx(model.to("cpu"), tmp, precision=precision)
         fn: Callable[[torch.Tensor], Any] = OnnxRunner(tmp, device, threads=torch.get_num_threads())
+        shutil.rmtree(tmp_dir)  # the session holds the model in memory
         x = x.float()
     else:
         model = model.to(dtype)
