@@ -33,23 +33,24 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `reference`
 
-from reference import bicubic_pp as ref_bicubic_pp  # noqa: E402
-from reference import hinet as ref_hinet  # noqa: E402
-from reference import rednet as ref_rednet  # noqa: E402
-from reference import vapsr as ref_vapsr  # noqa: E402
+from reference import bicubic_pp as ref_bicubic_pp
+from reference import hinet as ref_hinet
+from reference import rednet as ref_rednet
+from reference import vapsr as ref_vapsr
 
-from restorekit.complexity import count_macs  # noqa: E402
-from restorekit.model import RestorationModel, build_model  # noqa: E402
-from restorekit.zoo import get_preset  # noqa: E402
+from restorekit.complexity import count_macs
+from restorekit.model import RestorationModel, build_model
+from restorekit.zoo import get_preset
 
 
 @dataclass
@@ -234,11 +235,15 @@ def _cpu_name() -> str:
 def markdown(report: dict[str, Any], peak: float) -> str:
     """Tables for BENCHMARKS.md: CPU-time medians, ratios, GMAC/s and fraction of the matmul peak."""
     lines = [
-        f"fp32 matmul peak (1 thread): {peak:.1f} GMAC/s "
-        f"(start {report['peak_gmacs_per_s']['start']:.1f}, end {report['peak_gmacs_per_s']['end']:.1f})",
+        (
+            f"fp32 matmul peak (1 thread): {peak:.1f} GMAC/s "
+            f"(start {report['peak_gmacs_per_s']['start']:.1f}, end {report['peak_gmacs_per_s']['end']:.1f})"
+        ),
         "",
-        "| case | size | GMACs | reference ms | ours ms | ours/ref | other backend ms | best GMAC/s | best % peak "
-        "| ref % peak | max diff |",
+        (
+            "| case | size | GMACs | reference ms | ours ms | ours/ref | other backend ms | best GMAC/s "
+            "| best % peak | ref % peak | max diff |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["cases"]:

@@ -11,9 +11,9 @@ import torch
 
 pytest.importorskip("onnxruntime")  # the optional `onnx` extra; CI installs it
 
-from restorekit.archs import FAMILIES  # noqa: E402
-from restorekit.export import ExportError, OnnxRunner, export_onnx  # noqa: E402
-from restorekit.model import build_model  # noqa: E402
+from restorekit.archs import FAMILIES
+from restorekit.export import ExportError, OnnxRunner, export_onnx
+from restorekit.model import build_model
 
 # The smallest config of each family that still exercises every block type. A new family must
 # add itself here: test_every_family_has_a_tiny_config fails until it does.

@@ -27,9 +27,10 @@ import shutil
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,7 +88,7 @@ class _RssSampler:
             self.peak = max(self.peak, self.rss())
             time.sleep(self.period_s)
 
-    def __enter__(self) -> "_RssSampler":
+    def __enter__(self) -> _RssSampler:  # noqa: PYI034 (private class, never subclassed)
         self.start = self.rss()
         self.peak = self.start
         self._thread.start()
@@ -224,7 +225,7 @@ def bench_model(
         model = model.to(dtype)
         x = x.to(dtype)
         if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             x = x.contiguous(memory_format=torch.channels_last)
             notes.append("channels_last")
         fn = model

@@ -130,9 +130,10 @@ class REDNet(nn.Module):
         return (x + _deconv(feat, self.deconvs[-1])).contiguous()
 
 
-def _deconv(x: torch.Tensor, deconv: nn.ConvTranspose2d) -> torch.Tensor:
+def _deconv(x: torch.Tensor, deconv: nn.Module) -> torch.Tensor:
     """A stride-1 transposed conv computed as the equivalent convolution (in/out swapped, kernel
     flipped): the same numbers, but CPU backends have much faster kernels for convolutions."""
+    assert isinstance(deconv, nn.ConvTranspose2d) and not isinstance(deconv.padding, str)
     weight = deconv.weight.transpose(0, 1).flip(2, 3)
     return F.conv2d(x, weight, deconv.bias, padding=deconv.padding)
 

@@ -71,9 +71,10 @@ def _dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     phase is an ordinary k x k depthwise conv; pixel_unshuffle gathers the phases as channels
     (channel c*d*d + a*d + b) and pixel_shuffle scatters the results back.
     """
-    d, k, p = conv.dilation[0], conv.kernel_size[0], conv.padding[0]
-    if d == 1 or conv.groups != x.shape[1] or torch.jit.is_tracing():
+    d, padding = conv.dilation[0], conv.padding
+    if isinstance(padding, str) or d == 1 or conv.groups != x.shape[1] or torch.jit.is_tracing():
         return conv(x)  # ONNX Runtime has fast dilated kernels: export the plain op
+    p = padding[0]
     channels, height, width = x.shape[1], x.shape[-2], x.shape[-1]
     rows, cols = -(-height // d), -(-width // d)
     # pad p on every side as the conv would, plus up to d-1 on the far sides so sizes divide by d

@@ -68,7 +68,7 @@ class _AlignedGraph(nn.Module):
 
 
 def _config_json(config: Any) -> str:
-    if dataclasses.is_dataclass(config):
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
         return json.dumps(dataclasses.asdict(config), sort_keys=True)
     return json.dumps(str(config))
 
@@ -102,7 +102,8 @@ def export_onnx(
     scale = int(getattr(config, "scale", 1))
     alignment = int(getattr(config, "alignment", 1))
     channels = int(getattr(config, "in_channels", 3))
-    net = model.net if hasattr(model, "net") else model
+    net = model.net if isinstance(getattr(model, "net", None), nn.Module) else model
+    assert isinstance(net, nn.Module)
     graph = _AlignedGraph(net, alignment, scale, _PAD_MODE.get(family, "constant")).eval()
     dtype = torch.float16 if precision == "fp16" else torch.float32
     device = next(model.parameters()).device
@@ -182,7 +183,7 @@ def _tlc_min_size(net: nn.Module) -> tuple[int, int] | None:
 def available_providers() -> list[str]:
     """ONNX Runtime execution providers installed here (empty when onnxruntime is missing)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]
     except ImportError:
         return []
     return list(ort.get_available_providers())
@@ -198,7 +199,7 @@ class OnnxRunner:
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu", threads: int = 0) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # type: ignore[import-untyped]
         except ImportError as exc:
             raise ExportError("running ONNX models needs the onnx extra: pip install 'restorekit[onnx]'") from exc
         self.path = Path(path)
