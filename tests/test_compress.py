@@ -208,3 +208,57 @@ def test_pipeline_config_errors_name_the_problem(tmp_path) -> None:
         config_from_mapping({**raw, "stages": {"finetune": []}})
     with pytest.raises(RestorekitError, match="optim"):
         config_from_mapping({**raw, "stages": {"pruned": ["optim.lrr=1"]}})
+
+
+# --- the shipped default weights -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["restorekit-sr-x3", "restorekit-sr-x3-jpeg"])
+def test_shipped_sr_weights_have_the_released_layout(name: str, device: torch.device) -> None:
+    from restorekit.hub import PACKAGE_WEIGHTS
+    from restorekit.model import load
+
+    assert (PACKAGE_WEIGHTS / f"{name}.md").is_file()  # every shipped file has a model card
+    model = load(name, device=device)
+    assert model.config == bicubic_pp.PRESETS["bicubic_pp_x3"]
+    out = model(torch.rand(1, 3, 10, 12, device=device))
+    assert out.shape == (1, 3, 30, 36) and torch.isfinite(out).all()
+
+
+def _crop(shared_data, relative: str, size: int) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    array = np.asarray(Image.open(shared_data / relative).convert("RGB"))[:size, :size]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float()[None] / 255
+
+
+def test_shipped_denoiser_removes_noise(shared_data, device: torch.device) -> None:
+    from restorekit.conventions import RESTORATION_RGB
+    from restorekit.data.degrade import add_gaussian_noise
+    from restorekit.hub import PACKAGE_WEIGHTS
+    from restorekit.metrics import psnr
+    from restorekit.model import load
+
+    assert (PACKAGE_WEIGHTS / "restorekit-denoise.md").is_file()
+    assert (PACKAGE_WEIGHTS / "restorekit-denoise.safetensors").stat().st_size < 5_000_000
+    model = load("restorekit-denoise", device=device)
+    clean = _crop(shared_data, "denoise/Kodak24/kodim05.png", 96).to(device)
+    noisy = add_gaussian_noise(clean, 25, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(noisy).clamp(0, 1)
+    before, after = psnr(noisy, clean, RESTORATION_RGB), psnr(out, clean, RESTORATION_RGB)
+    assert after > before + 5  # ~20.2 dB in; the shipped model gains far more than 5 dB
+
+
+def test_shipped_sr_beats_bicubic_on_a_set5_image(shared_data, device: torch.device) -> None:
+    from restorekit.conventions import SR_Y
+    from restorekit.data.degrade import imresize
+    from restorekit.metrics import psnr
+    from restorekit.model import load
+
+    hr = _crop(shared_data, "sr/Set5/HR/butterfly.png", 120).to(device)
+    lr = (imresize(hr, scale=1 / 3).clamp(0, 1) * 255).round() / 255
+    with torch.no_grad():
+        sr = load("restorekit-sr-x3", device=device)(lr)
+    assert psnr(sr, hr, SR_Y, 3) > psnr(imresize(lr, scale=3), hr, SR_Y, 3) + 0.2
