@@ -239,3 +239,21 @@ def test_out_of_memory_halves_automatic_tiles(tiny_sr: RestorationModel, monkeyp
     assert calls["n"] > 1 and np.abs(out - expected).max() < 1e-4
     with pytest.raises(RestorekitError, match="out of memory"):
         tiny_sr.restore(array, tile=300)
+
+
+def test_onnx_backend_gives_the_torch_result(tmp_path: Path) -> None:
+    """`restorekit restore --backend onnx` runs an export of the same model through ONNX Runtime."""
+    pytest.importorskip("onnxruntime")
+    weights = save_safetensors(
+        build_model("vapsr", vapsr.Config(scale=2, num_feat=8, num_block=1, d_atten=8)), tmp_path / "m.safetensors"
+    )
+    source = tmp_path / "in.png"
+    PILImage.fromarray((np.random.default_rng(0).random((21, 30, 3)) * 255).astype(np.uint8)).save(source)
+    outputs = {}
+    for backend in ("torch", "onnx"):
+        outdir = tmp_path / backend
+        assert main(["restore", str(source), "-o", str(outdir), "--weights", str(weights),
+                         "--backend", backend, "--quiet", "--device", "cpu"]) == 0
+        outputs[backend] = np.asarray(PILImage.open(outdir / "in.png")).astype(int)
+    assert outputs["torch"].shape == (42, 60, 3)
+    assert np.abs(outputs["torch"] - outputs["onnx"]).max() <= 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from .errors import RestorekitError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, READABLE_SUFFIXES, output_format, read_image, write_image
-from .inference import RestoreOptions, TorchBackend, pick_device, restore_image
+from .inference import Backend, RestoreOptions, TorchBackend, pick_device, restore_image
 from .model import RestorationModel, load
 from .zoo import PRESETS, TASKS
 
@@ -199,6 +200,30 @@ def restore_file(
     return write_image(restored, destination, output_format(image, format, source))
 
 
+BACKENDS = ("torch", "onnx")
+
+
+def make_backend(model: RestorationModel, backend: str = "torch", precision: str = "fp32",
+                 workdir: str | Path | None = None) -> Backend:
+    """The runtime that executes ``model``: eager PyTorch, or ONNX Runtime on an export of it.
+
+    ONNX: the model is exported once per run into ``workdir`` (a temp folder by default) with the
+    same precision, then run by ONNX Runtime (CPU provider, or CUDA when the model is on a GPU).
+    """
+    if backend == "torch":
+        return TorchBackend(model, precision)
+    if backend != "onnx":
+        raise RestorekitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from .export.onnx import OnnxRunner, export_onnx
+
+    if precision == "bf16":
+        raise RestorekitError("--backend onnx supports fp32 and fp16, not bf16")
+    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="restorekit-onnx-"))
+    path = export_onnx(model, folder / f"{model.name}.onnx", precision=precision)
+    device = model.device if model.device.type == "cuda" else torch.device("cpu")
+    return OnnxRunner(path, device)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
@@ -212,6 +237,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tlc", action=argparse.BooleanOptionalAction, default=None,
                         help="test-time local converter for global pooling (default: the preset's)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="torch (eager) or onnx (ONNX Runtime on an export of the model; needs the onnx extra)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     parser.add_argument("--suffix", default="", help="added to each output file name before the extension")
     parser.add_argument("--format", choices=("same", *FORMATS), default="same", help="output format")
@@ -231,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         report.failed.append((path, reason))
         print(f"failed: {path}: {reason}", file=sys.stderr)
     model = load_model(args.task, args.model, args.weights, args.scale, args.tlc, args.device)
-    backend = TorchBackend(model, args.precision)
+    backend = make_backend(model, args.backend, args.precision)
     options = RestoreOptions(tile=args.tile, overlap=args.tile_overlap, tta=args.tta, progress=not args.quiet)
     inputs = {f.resolve() for f, _ in files}
     claimed: dict[Path, Path] = {}

@@ -231,6 +231,7 @@ class OnnxRunner:
         self.scale = int(meta.get("restorekit.scale", "1"))
         self.alignment = int(meta.get("restorekit.alignment", "1"))
         self.family = meta.get("restorekit.family", "unknown")
+        self.in_channels = int(self.session.get_inputs()[0].shape[1])  # the channel axis is static
         min_size = meta.get("restorekit.min_size")
         self.min_size = tuple(int(v) for v in min_size.split("x")) if min_size else None
         graph_input = self.session.get_inputs()[0]
