@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from ..archs import bicubic_pp
 from ..conventions import SR_Y
 from ..errors import ConfigError
 from ..model import RestorationModel, load
+from ..train.config import read_yaml_mapping
 from . import prune as P
 
 STAGES = ("wide", "pruned", "bias_free")
@@ -69,15 +69,7 @@ class CompressConfig:
 def load_compress_config(path: str | Path) -> CompressConfig:
     """Read and validate a compression config (unknown keys, wrong types and bad stage names are errors)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    raw.setdefault("name", path.stem)
+    raw = read_yaml_mapping(path)
     try:
         return config_from_mapping(raw)
     except ConfigError as exc:

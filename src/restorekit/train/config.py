@@ -270,8 +270,8 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read a recipe, apply ``key=value`` overrides, and validate it (family config included)."""
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping, with ``name`` defaulting to the file's stem; errors name the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -282,6 +282,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw.setdefault("name", path.stem)
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a recipe, apply ``key=value`` overrides, and validate it (family config included)."""
+    path = Path(path)
+    raw = read_yaml_mapping(path)
     for item in overrides:
         apply_override(raw, item)
     try:
