@@ -15,4 +15,4 @@ def list_models() -> list[str]:
     return sorted(PRESETS)
 
 
-__all__ = ["RestorationModel", "build_model", "load", "get_preset", "list_models", "restore_file", "__version__"]
+__all__ = ["RestorationModel", "__version__", "build_model", "get_preset", "list_models", "load", "restore_file"]

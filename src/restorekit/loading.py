@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -34,7 +35,7 @@ def read_weights(path: str | Path) -> tuple[Any, dict[str, str]]:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 metadata = dict(handle.metadata() or {})
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
         except Exception as exc:  # safetensors raises several types for corrupt headers
             raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
         return tensors, metadata

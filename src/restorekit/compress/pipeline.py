@@ -161,10 +161,10 @@ def _save(net: nn.Module, path: Path, stage: str) -> Path:
 
 def run_pipeline(config: CompressConfig, resume: bool = False) -> dict[str, Any]:
     """Run the three stages; return (and write) the report. See the module docstring."""
+    from ..train import distributed
     from ..train.config import config_from_dict
     from ..train.loop import pick_device
     from ..train.loop import train as train_run
-    from ..train import distributed
 
     root = Path(config.out_dir) / config.name
     report_path = root / "report.json"
