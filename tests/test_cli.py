@@ -54,3 +54,15 @@ def test_safetensors_metadata_wins_over_detection(tmp_path: Path) -> None:
     path = save_safetensors(model, tmp_path / "m.safetensors")
     # negative_slope cannot be seen in the tensors; the recorded config keeps it.
     assert restorekit.load(path).config.negative_slope == 0.2
+
+
+def test_closed_pipe_is_not_a_traceback() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        f"{sys.executable} -m restorekit models --json --no-macs | head -c 10",
+        check=False, shell=True, capture_output=True, text=True, timeout=120,
+    )
+    assert result.stdout.startswith("[")
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

@@ -119,3 +119,31 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(WeightsError, match="bad.safetensors"):
         restorekit.load(bad)
+
+
+def test_unknown_preset_and_family_are_readable_errors(tmp_path: Path) -> None:
+    from restorekit.errors import RestorekitError
+
+    path = save_safetensors(build_model("bicubic_pp", bicubic_pp.Config(channels=4)), tmp_path / "m.safetensors")
+    with pytest.raises(RestorekitError) as info:
+        restorekit.load(path, preset="nosuch")
+    assert str(info.value).startswith("unknown preset 'nosuch'")  # no KeyError quoting
+    with pytest.raises(KeyError):  # still a KeyError for code that looks names up
+        restorekit.get_preset("nosuch")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_unavailable_device_is_a_readable_error(shared_weights: Path) -> None:
+    from restorekit.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        restorekit.load("vapsr-x4", device="cuda")
+
+
+def test_non_checkpoint_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "photo.pth"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(WeightsError) as info:
+        restorekit.load(path)
+    assert "not a PyTorch checkpoint or safetensors file" in str(info.value)
+    assert "\n" not in str(info.value)

@@ -118,3 +118,15 @@ def test_cli_dry_run_prints_the_resolved_config_and_errors_are_one_line(
     assert main(["train", str(path), "optim.lr=oops", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "optim.lr" in err and "\n" not in err
+
+
+def test_broken_yaml_is_one_line_with_position(tmp_path: Path) -> None:
+    from restorekit.errors import ConfigError
+    from restorekit.train.config import load_config
+
+    path = tmp_path / "broken.yml"
+    path.write_text("model: {family: vapsr\noptim: [1, 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not valid YAML at line ") and "\n" not in message

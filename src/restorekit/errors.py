@@ -21,3 +21,14 @@ class ImageError(RestorekitError):
 
 class ConfigError(RestorekitError):
     """A configuration file or override is invalid."""
+
+
+class UnknownNameError(RestorekitError, KeyError):
+    """A preset or family name that does not exist (also a KeyError, as a failed lookup is)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DeviceError(RestorekitError):
+    """The requested device is not available in this PyTorch build or machine."""

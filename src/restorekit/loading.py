@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -39,13 +40,24 @@ def read_weights(path: str | Path) -> tuple[Any, dict[str, str]]:
         except Exception as exc:  # safetensors raises several types for corrupt headers
             raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
         return tensors, metadata
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    # torch.save writes a zip archive (PK..); very old checkpoints are a bare pickle (protocol byte 0x80)
+    if head != b"PK" and head[:1] != b"\x80":
+        raise WeightsError(f"{path}: not a PyTorch checkpoint or safetensors file")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError as exc:
+        # torch's message is a page of advice; keep only the line that names what was refused
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if "Unsupported" in line or "WeightsUnpickler" in line),
+                      lines[0] if lines else "unpickling refused")
         raise WeightsError(
-            f"{path}: cannot be read as a PyTorch checkpoint with weights_only=True "
-            f"(only tensors and plain containers are accepted): {exc}"
+            f"{path}: holds objects other than tensors and plain containers, which weights_only=True "
+            f"refuses to unpickle ({reason[:200]})"
         ) from exc
+    except Exception as exc:  # not a zip/pickle at all: an image, a text file, a truncated download
+        raise WeightsError(f"{path}: not a PyTorch checkpoint or safetensors file ({type(exc).__name__})") from exc
     return obj, {}
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from . import hub, loading
 from .archs import get_family
+from .inference.runner import pick_device
 from .zoo import PRESETS, Preset, get_preset
 
 
@@ -99,7 +100,10 @@ def load(
     names the architecture the file is expected to have, and a contradiction is an error.
     ``tlc``: convert global average pooling to the local form of the test-time local converter;
     ``None`` follows the preset (on where the paper evaluated with it).
+    ``device``: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``; an unavailable one is a
+    ``RestorekitError``, checked before any weights are read.
     """
+    target = pick_device(str(device))
     chosen: Preset | None = None
     name = str(name_or_path)
     if name in PRESETS and not Path(name).exists():
@@ -124,4 +128,4 @@ def load(
 
         train_size = chosen.train_size if chosen is not None else 256
         convert_to_local(model.net, train_size=(train_size, train_size))
-    return model.eval().to(device)
+    return model.eval().to(target)

@@ -12,6 +12,7 @@ from typing import Any
 
 from .archs import get_family
 from .conventions import DERAIN_Y, GRAY, RESTORATION_RGB, SIDD_FLOAT, SR_Y, MetricConvention
+from .errors import UnknownNameError
 
 TASKS = ("denoise", "deblur", "derain", "sr")
 
@@ -170,4 +171,6 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}") from None
+        raise UnknownNameError(
+            f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))} (`restorekit models` lists them)"
+        ) from None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from ..errors import UnknownNameError
 from . import bicubic_pp, hinet, nafnet, rednet, vapsr
 
 FAMILIES: dict[str, ModuleType] = {
@@ -34,4 +35,4 @@ def get_family(name: str) -> ModuleType:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise KeyError(f"unknown family {name!r}; valid families: {', '.join(FAMILIES)}") from None
+        raise UnknownNameError(f"unknown family {name!r}; valid families: {', '.join(FAMILIES)}") from None

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from ..errors import RestorekitError
+from ..errors import DeviceError, RestorekitError
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -48,9 +48,9 @@ def pick_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RestorekitError("--device cuda: CUDA is not available in this PyTorch build or machine")
+        raise DeviceError(f"device {name!r}: CUDA is not available in this PyTorch build or machine")
     if name == "mps" and not _mps_available():
-        raise RestorekitError("--device mps: MPS is not available on this machine")
+        raise DeviceError("device 'mps': MPS is not available on this machine")
     return torch.device(name)
 
 
