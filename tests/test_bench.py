@@ -87,3 +87,28 @@ def test_bench_cli_unknown_model_is_one_line_error(capsys: pytest.CaptureFixture
 
     assert cli.main(["bench", "no-such-model", "--runs", "1"]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_bench_cli_unavailable_device_is_one_line_error(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from restorekit import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only build, on any machine
+    code = cli.main(["bench", "vapsr-x4", "--size", "32x18", "--device", "cuda", "--runs", "1", "--warmup", "0"])
+    assert code == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_bicubic_floor_benchmark_has_help(capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bicubic_floor.py"
+    spec = importlib.util.spec_from_file_location("bicubic_floor", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])  # must print usage and stop, not run the benchmark
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out and "--runs" in out and "median CPU ms" not in out

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,64 @@ def test_real_models_weights_path_and_pre_upsampling(tmp_path: Path, device: tor
 
     assert _lookup_paper(red_preset, "BSD200", 1, parse_degradation("awgn:30")) == {"psnr": 27.95, "ssim": 0.8019}
     assert _lookup_paper(red_preset, "BSD200", 1, parse_degradation("awgn:0-50")) is None
+
+
+def _tiny_hr(folder: Path, count: int = 2, size: int = 32) -> Path:
+    for i in range(count):
+        _write(folder / f"im{i}.png", _smooth_rgb(20 + i, size, size))
+    return folder
+
+
+def test_cli_unavailable_device_is_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # the bicubic pseudo-model is never passed to restorekit.load: evaluate itself must check the device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only build, on any machine
+    code = main(["eval", "bicubic", "--scale", "2", "--hr", str(_tiny_hr(tmp_path / "HR")), "--device", "cuda",
+                 "--no-progress"])
+    assert code == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_degrade_with_lr_is_refused(tmp_path: Path) -> None:
+    hr = _tiny_hr(tmp_path / "HR", size=24)
+    for i in range(2):
+        _write(tmp_path / "X2" / f"im{i}x2.png", _smooth_rgb(20 + i, 12, 12))
+    with pytest.raises(ConfigError, match="cannot be combined with --lr"):
+        evaluate("bicubic", hr, lr_dir=tmp_path / "X2", degrade="awgn:5", scale=2, device="cpu")
+
+
+def test_limit_makes_the_paper_comparison_a_note(tmp_path: Path) -> None:
+    from restorekit.archs import get_family
+    from restorekit.model import build_model
+    from restorekit.zoo import PRESETS
+
+    hr = _tiny_hr(tmp_path / "HR")
+    model = build_model("vapsr", get_family("vapsr").Config(scale=4, num_feat=8, num_block=1, d_atten=8),
+                        PRESETS["vapsr-x4"]).eval()
+    whole = evaluate(model, hr, dataset="Set5")
+    assert whole.paper is not None and "(ours " in whole.table() and whole.to_json()["comparable"] is True
+    subset = evaluate(model, hr, dataset="Set5", limit=1)
+    table = subset.table()
+    assert "not comparable: subset of 1 of 2 images" in table and "(ours " not in table
+    assert "32.38" in table  # the paper's number is still shown
+    doc = subset.to_json()
+    assert doc["comparable"] is False and doc["images_in_set"] == 2 and len(doc["images"]) == 1
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_json_gets_umask_permissions(tmp_path: Path) -> None:
+    from restorekit.evaluate import write_json_atomic
+
+    old = os.umask(0o027)
+    try:
+        path = write_json_atomic({"a": 1}, tmp_path / "r.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # 0666 & ~027, not mkstemp's 0600
+
+
+def test_unknown_model_name_is_not_a_missing_weights_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "nosuch-model", "--hr", str(_tiny_hr(tmp_path / "HR")), "--device", "cpu", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "nosuch-model: neither a preset name" in err and "restorekit models" in err

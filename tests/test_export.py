@@ -136,3 +136,15 @@ def test_tlc_model_exports_for_sizes_above_its_window(tmp_path: Path) -> None:
         assert (runner(x) - expected).abs().max().item() <= 1e-4, (height, width)
     with pytest.raises(ExportError, match="at least 25x25"):
         runner(torch.rand(1, 3, 20, 30))
+
+
+def test_export_cli_refuses_other_suffixes_and_unknown_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from restorekit import cli
+
+    weights = tmp_path / "tiny_vapsr.pth"
+    torch.save(tiny_model("vapsr", torch.device("cpu")).net.state_dict(), weights)
+    assert cli.main(["export", str(weights), str(tmp_path / "out.txt")]) == 2
+    assert ".onnx" in capsys.readouterr().err and not (tmp_path / "out.txt").exists()
+    assert cli.main(["export", "nosuch", str(tmp_path / "out.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "nosuch: neither a preset name" in err and "restorekit models" in err

@@ -209,3 +209,9 @@ def test_busy_port_is_a_readable_error(server: UIServer, tiny_weights: Path) -> 
     busy_port = int(server.server_address[1])
     with pytest.raises(RestorekitError, match=f"cannot listen on 127.0.0.1:{busy_port}"):
         app.create_server("127.0.0.1", busy_port, models=[str(tiny_weights)], device="cpu")
+
+
+@pytest.mark.parametrize("port", [99999, 65536, -1])
+def test_out_of_range_port_is_a_readable_error(tiny_weights: Path, port: int) -> None:
+    with pytest.raises(RestorekitError, match="--port must be 1-65535 \\(or 0 for any free port\\)"):
+        app.create_server("127.0.0.1", port, models=[str(tiny_weights)], device="cpu")

@@ -37,6 +37,7 @@ from torch import nn
 
 from .complexity import count_macs, count_params
 from .errors import RestorekitError
+from .inference.runner import pick_device
 
 BACKENDS = ("eager", "compile", "onnx")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -159,6 +160,18 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def check_model_name(name: str | Path) -> None:
+    """Raise a one-line :class:`RestorekitError` when ``name`` is neither a preset nor an existing file.
+
+    Shared by the verbs that take a MODEL argument (bench, eval, export): without it, an unknown
+    preset name falls through to the weights reader, which says "weights file not found".
+    """
+    from .zoo import PRESETS
+
+    if str(name) not in PRESETS and not Path(name).exists():
+        raise RestorekitError(f"{name}: neither a preset name (see `restorekit models`) nor a file")
+
+
 def resolve_model(name: str, tlc: bool | None = None) -> tuple[nn.Module, list[str]]:
     """A model to time: a preset name builds its architecture with random weights (timing does
     not depend on the values, and no download is needed); a file path loads the weights."""
@@ -176,8 +189,7 @@ def resolve_model(name: str, tlc: bool | None = None) -> tuple[nn.Module, list[s
             convert_to_local(model.net, train_size=(preset.train_size, preset.train_size))
             notes.append("TLC")
         return model, notes
-    if not Path(name).exists():
-        raise RestorekitError(f"{name}: neither a preset name (see `restorekit models`) nor a file")
+    check_model_name(name)
     return load(name, tlc=tlc), ["weights from file"]
 
 
@@ -200,7 +212,8 @@ def bench_model(
         raise RestorekitError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if precision not in PRECISIONS:
         raise RestorekitError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    device = torch.device(device)
+    # an unavailable device is a one-line error here, not an AssertionError from model.to()
+    device = pick_device(device) if isinstance(device, str) else device
     notes = list(notes or [])
     channels = int(getattr(getattr(model, "config", None), "in_channels", 3))
     params = count_params(model)
@@ -282,7 +295,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="256x256", help="input W x H (default 256x256)")
     parser.add_argument("--backend", choices=BACKENDS, default="eager")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 or mps")
     parser.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime intra-op threads (0: default)")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -300,11 +313,12 @@ def run(args: argparse.Namespace) -> int:
     width, height = parse_size(args.size)
     if args.runs < 1:
         raise RestorekitError("--runs must be at least 1")
+    device = pick_device(args.device)  # before building any model: fail fast on an unavailable device
     results = []
     for name in args.models:
         model, notes = resolve_model(name, args.tlc)
         results.append(
-            bench_model(model, name, width, height, args.backend, args.precision, args.device, args.runs,
+            bench_model(model, name, width, height, args.backend, args.precision, device, args.runs,
                         args.warmup, args.batch, args.channels_last, notes)
         )
     print(format_table(results))

@@ -40,6 +40,7 @@ from PIL import Image, UnidentifiedImageError
 from .conventions import SR_Y, MetricConvention
 from .data.degrade import Degradation, imresize, parse_degradation
 from .errors import ConfigError, ImageError
+from .inference.runner import pick_device
 from .metrics import measure, rgb_to_y
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -74,6 +75,20 @@ class EvalResult:
     paper: dict[str, float] | None = None  # the preset's published numbers for this dataset
     paper_convention: MetricConvention | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    total: int | None = None  # images in the set before --limit; None: all of them were measured
+
+    @property
+    def subset(self) -> bool:
+        """True when ``limit`` cut the set: the mean is then not the paper's whole-set mean."""
+        return self.total is not None and len(self.images) < self.total
+
+    @property
+    def comparable(self) -> bool | None:
+        """Whether our mean can be set beside the paper's (None: no paper number)."""
+        if self.paper is None:
+            return None
+        same_convention = self.paper_convention is None or self.paper_convention == self.convention
+        return same_convention and not self.subset
 
     @property
     def mean(self) -> dict[str, float]:
@@ -96,6 +111,8 @@ class EvalResult:
             "conventions": {**asdict(self.convention), "crop_border": self.convention.border_for(self.scale),
                             "clamp": "output clamped to [0, 1]", "description": self.convention.describe(self.scale)},
             "paper": self.paper,
+            "comparable": self.comparable,
+            "images_in_set": self.total if self.total is not None else len(self.images),
             **self.extra,
         }
 
@@ -112,8 +129,13 @@ class EvalResult:
         if self.paper is not None:
             ssim = self.paper.get("ssim")
             ssim_text = f"{ssim:7.4f}" if ssim is not None else f"{'-':>7}"
-            lines.append(f"{'paper':<{width}}  {self.paper['psnr']:8.2f}  {ssim_text}"
-                         f"   (ours {mean['psnr'] - self.paper['psnr']:+.2f} dB)")
+            if self.subset:
+                # the paper averages the whole set: a difference to a subset's mean means nothing
+                lines.append(f"{'paper':<{width}}  {self.paper['psnr']:8.2f}  {ssim_text}"
+                             f"   (whole set; not comparable: subset of {len(self.images)} of {self.total} images)")
+            else:
+                lines.append(f"{'paper':<{width}}  {self.paper['psnr']:8.2f}  {ssim_text}"
+                             f"   (ours {mean['psnr'] - self.paper['psnr']:+.2f} dB)")
             if self.paper_convention is not None and self.paper_convention != self.convention:
                 lines.append(f"note: the paper measured {self.paper_convention.describe(self.scale)}; "
                              "the overrides make the numbers not comparable")
@@ -239,15 +261,10 @@ def _run_model(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, s
 
 
 def _resolve_device(name: str | torch.device | None) -> torch.device:
+    # pick_device makes an unavailable device (--device cuda on a CPU build) a one-line error
     if isinstance(name, torch.device):
         return name
-    if name in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
+    return pick_device("auto" if name is None else name)
 
 
 def _lookup_paper(preset: Any, dataset: str | None, scale: int, degradation: Degradation | None) -> dict[str, float] | None:
@@ -297,6 +314,8 @@ def evaluate(
     """
     hr_dir = Path(hr_dir)
     lr_path = Path(lr_dir) if lr_dir is not None else None
+    if lr_path is not None and degrade is not None:
+        raise ConfigError("--degrade makes inputs from the HR images; it cannot be combined with --lr")
     degradation = parse_degradation(degrade) if isinstance(degrade, str) else degrade
     dev = _resolve_device(device)
 
@@ -309,8 +328,10 @@ def evaluate(
             raise ConfigError("the bicubic pseudo-model needs a scale: pass --scale K (K >= 2)")
         net: Any = BicubicUpscaler(k)
     elif isinstance(model, (str, Path)):
+        from .bench import check_model_name
         from .model import load
 
+        check_model_name(model)  # an unknown preset name is not a missing weights file
         net = load(model, device=dev)
     else:
         net = model
@@ -358,6 +379,7 @@ def evaluate(
         pairs: list[tuple[Path, Path | None]] = list(pair_files(hr_files, _list_images(lr_path, "input"), data_scale))
     else:
         pairs = [(p, None) for p in hr_files]
+    total = len(pairs)
     if limit is not None:
         pairs = pairs[:limit]
 
@@ -408,6 +430,7 @@ def evaluate(
         images=results,
         paper=_lookup_paper(preset, dataset, data_scale, degradation),
         paper_convention=preset.convention if preset is not None else None,
+        total=total,
     )
 
 
@@ -431,11 +454,20 @@ def write_json_atomic(document: dict[str, Any], path: str | Path) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2, allow_nan=True)
             handle.write("\n")
+        # mkstemp creates 0600; a results file should get what open() would give it (0666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _current_umask() -> int:
+    # the only portable way to read the umask is to set it and put it back
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # --------------------------------------------------------------------------------------------------

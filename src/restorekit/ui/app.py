@@ -24,6 +24,9 @@ def create_server(host: str = "127.0.0.1", port: int = 7860, models: list[str] |
     ``models``: preset names or weights files to offer besides the presets whose weights are on
     this machine. Call ``serve_forever()`` (or ``server.start``) and finally ``server_close()``.
     """
+    # socket.bind raises OverflowError (a traceback) for ports outside 0-65535
+    if not 0 <= port <= 65535:
+        raise RestorekitError(f"--port must be 1-65535 (or 0 for any free port), got {port}")
     catalogue = Catalogue(models, device=str(pick_device(device)))
     if not catalogue.entries:
         raise RestorekitError(
