@@ -12,10 +12,11 @@ import torch
 from PIL import Image as PILImage
 
 import restorekit
+from restorekit import restore as restore_module
 from restorekit.archs import bicubic_pp, rednet, vapsr
 from restorekit.cli import main
 from restorekit.convert import save_safetensors
-from restorekit.errors import RestorekitError
+from restorekit.errors import RestorekitError, WeightsError
 from restorekit.inference.pipeline import rgb_to_ycbcr, ycbcr_to_rgb
 from restorekit.model import RestorationModel, build_model
 from restorekit.restore import DEFAULT_PRESETS, SAMPLE_IMAGE, choose_preset, restore_file
@@ -123,6 +124,7 @@ def test_batch_continues_past_a_corrupt_file(tmp_path: Path, tiny_weights: Path,
     captured = capsys.readouterr()
     assert code == 1
     assert "broken.png" in captured.err and "done 2, failed 1, skipped 0" in captured.out
+    assert captured.err.count("broken.png") == 1  # reported once, not again in the summary
     with PILImage.open(tmp_path / "out" / "a_x3.png") as im:
         assert im.size == (30, 27) and im.mode == "RGB"
     with PILImage.open(tmp_path / "out" / "sub" / "b_x3.png") as im:
@@ -172,7 +174,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
 
 def test_restore_file_api(tmp_path: Path, tiny_sr: RestorationModel) -> None:
     source = _save(tmp_path / "a.png", (np.random.rand(6, 7, 3) * 255).astype(np.uint8))
-    out = restorekit.restore_file(source, tmp_path / "out" / "a.webp", tiny_sr, format="webp", tile=4)
+    out = restorekit.restore_file(source, tmp_path / "out" / "a.webp", tiny_sr, format="webp", tile=4, tile_overlap=1)
     with PILImage.open(out) as im:
         assert im.format == "WEBP" and im.size == (14, 12)
     with pytest.raises(RestorekitError, match="exists"):
@@ -257,3 +259,28 @@ def test_onnx_backend_gives_the_torch_result(tmp_path: Path) -> None:
         outputs[backend] = np.asarray(PILImage.open(outdir / "in.png")).astype(int)
     assert outputs["torch"].shape == (42, 60, 3)
     assert np.abs(outputs["torch"] - outputs["onnx"]).max() <= 1
+
+
+def test_missing_default_model_suggests_one_that_is_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: the hint named the model that had just failed, after a double period."""
+    def no_weights(name: str, **_kwargs: object) -> RestorationModel:
+        raise WeightsError(f"weights for {name!r} not found locally. Put the file in RESTOREKIT_WEIGHTS.")
+
+    monkeypatch.setattr(restore_module, "load", no_weights)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("RESTOREKIT_WEIGHTS", str(folder))
+    monkeypatch.setenv("RESTOREKIT_CACHE", str(tmp_path / "cache"))
+    source = _save(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    argv = ["restore", str(source), "-o", str(tmp_path / "out"), "--task", "derain"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert ".." not in err and "RESTOREKIT_WEIGHTS. The default model for --task derain is 'hinet-rain13k'" in err
+    assert "no other --task derain model has weights here" in err and "(e.g." not in err
+    default = restore_module.PRESETS[DEFAULT_PRESETS["deblur"]].filename
+    other = next(p for p in restore_module.PRESETS.values() if p.task == "deblur" and p.filename != default)
+    (folder / other.filename).write_bytes(b"")  # only its presence counts for the hint
+    assert main([*argv[:-1], "deblur"]) == 2
+    err = capsys.readouterr().err
+    assert f"choose another with --model (with weights here: {other.name}) or pass --weights FILE." in err

@@ -10,8 +10,18 @@ import pytest
 import torch
 
 from restorekit.archs import bicubic_pp, hinet, nafnet, rednet, vapsr
-from restorekit.inference import RestoreOptions, TorchBackend, receptive_radius, restore_planes
-from restorekit.inference.tiling import axis_weights, has_global_statistics, make_plan, plan_axis, run_tiled
+from restorekit.errors import RestorekitError
+from restorekit.inference import RestoreOptions, TorchBackend, pipeline, receptive_radius, restore_planes
+from restorekit.inference.tiling import (
+    auto_tile_size,
+    axis_weights,
+    default_overlap,
+    has_global_statistics,
+    make_plan,
+    minimum_tile,
+    plan_axis,
+    run_tiled,
+)
 from restorekit.inference.tta import TRANSFORMS, dihedral, ensemble_x8, inverse_dihedral
 from restorekit.model import RestorationModel, build_model
 from restorekit.tlc import convert_to_local
@@ -50,14 +60,15 @@ def test_tiled_equals_whole_image(family: str, device: torch.device) -> None:
     backend = TorchBackend(model)
     radius = receptive_radius(backend)
     assert radius is not None and radius > 0
-    tile = 2 * radius + 4 * model.alignment + 12
+    overlap = 2 * radius + 8  # >= 2 r: exact
+    tile = minimum_tile(overlap, model.alignment) + 2 * model.alignment
     # odd sizes: the last tile of a row is not a multiple of the alignment
     height, width = tile + 17, 2 * tile + 5
     pixels = np.random.rand(height, width, model.in_channels).astype(np.float32)
     whole, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=0))
-    plan = make_plan(height, width, model.scale, tile, 2 * radius + 8, model.alignment, radius)
+    plan = make_plan(height, width, model.scale, tile, overlap, model.alignment, radius)
     assert len(plan.rows) > 1 and len(plan.cols) > 2
-    tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=tile))
+    tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=tile, overlap=overlap))
     assert tiled.shape == whole.shape == (height * model.scale, width * model.scale, model.in_channels)
     assert np.abs(tiled - whole).max() < 1e-4
 
@@ -126,3 +137,71 @@ def test_tta_equals_manual_average(device: torch.device) -> None:
     pixels = x[0].permute(1, 2, 0).cpu().numpy()
     out, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=0, tta=True))
     np.testing.assert_allclose(out, manual[0].permute(1, 2, 0).cpu().numpy(), atol=1e-6)
+
+
+def test_a_tile_too_small_for_the_overlap_is_refused(device: torch.device, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: --tile 32 with a 142 px exact overlap planned 1089 one-pixel-step tiles; now a clear error."""
+    model = _tiny("vapsr").eval().to(device)
+    backend = TorchBackend(model)
+    overlap = default_overlap(receptive_radius(backend), model.alignment)
+    smallest = minimum_tile(overlap, model.alignment)
+    pixels = np.random.rand(smallest, smallest + 3, 3).astype(np.float32)
+    planned: list[int] = []  # tile count of every plan that was made
+    real_plan = pipeline.make_plan
+
+    def counting_plan(*args: object) -> object:
+        plan = real_plan(*args)
+        planned.append(plan.count)
+        return plan
+
+    monkeypatch.setattr(pipeline, "make_plan", counting_plan)
+    with pytest.raises(RestorekitError, match=f"--tile {smallest - 1} is too small for this model's exact overlap "
+                       f"of {overlap} px: use --tile >= {smallest}, --tile 0"):
+        restore_planes(pixels, None, backend, RestoreOptions(tile=smallest - 1))
+    with pytest.raises(RestorekitError, match="--tile 16 is too small for --tile-overlap 20: use --tile >= 41"):
+        restore_planes(pixels, None, backend, RestoreOptions(tile=16, overlap=20))
+    assert planned == []  # refused before any tile ran
+    # the image fits in the tile: whole image, whatever the overlap
+    whole, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=0))
+    fits, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=smallest + 3))
+    np.testing.assert_array_equal(fits, whole)
+    # the smallest tile that holds the exact overlap: a few tiles, exact
+    tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=smallest))
+    assert 1 < planned[-1] <= 4 and np.abs(tiled - whole).max() < 1e-4
+    # a smaller overlap given explicitly is the user's (inexact) choice and is honoured
+    restore_planes(pixels, None, backend, RestoreOptions(tile=16, overlap=7))
+    assert planned[-1] == len(plan_axis(smallest, 16, 7)) * len(plan_axis(smallest + 3, 16, 7))
+
+
+def test_automatic_tiles_hold_the_real_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: _tile_size passed overlap 0 to auto_tile_size, so tiny memory gave tiles below 2 x overlap."""
+    model = _tiny("vapsr").eval()
+    backend = TorchBackend(model)
+    monkeypatch.setattr(pipeline, "receptive_radius", lambda _backend: 100)
+    monkeypatch.setattr(pipeline, "available_memory", lambda _device: 1)  # almost no memory
+    overlap = default_overlap(100, model.alignment)
+    tile = pipeline._tile_size(backend, RestoreOptions(), 3, False, 600, 600)
+    assert tile >= minimum_tile(overlap, model.alignment) + 64
+    for alignment in (1, 2, 16, 32):
+        assert auto_tile_size(1e9, 1, torch.device("cpu"), 300, alignment) >= minimum_tile(300, alignment)
+
+
+def test_out_of_memory_stops_when_halving_cannot_shrink_the_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Halving below the minimum tile was undone by the planner: the same OOM again, forever."""
+    model = _tiny("vapsr").eval()
+    backend = TorchBackend(model)
+    monkeypatch.setattr(pipeline, "receptive_radius", lambda _backend: 100)
+    monkeypatch.setattr(pipeline, "_tile_size", lambda *args: 4096)
+    calls = {"n": 0}
+
+    def out_of_memory(x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise AssertionError("still retrying the same tiles")
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(model.net, "forward", out_of_memory)
+    pixels = np.random.rand(40, 600, 3).astype(np.float32)
+    with pytest.raises(RestorekitError, match="out of memory"):
+        restore_planes(pixels, None, backend, RestoreOptions())
+    assert calls["n"] == 1  # 600 px halved is below the 451 px minimum tile: no pointless retry

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import hub
 from .errors import RestorekitError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, READABLE_SUFFIXES, output_format, read_image, write_image
 from .inference import Backend, RestoreOptions, TorchBackend, pick_device, restore_image
@@ -40,9 +41,6 @@ DEFAULT_PRESETS: dict[str, str] = {
 }
 # --task sr --scale N without --model
 DEFAULT_SR_PRESETS: dict[int, str] = {2: "vapsr-x2", 3: "restorekit-sr-x3", 4: "vapsr-x4"}
-# what to suggest when a default's weights are missing
-_FALLBACKS: dict[str, str] = {"denoise": "nafnet-sidd-w32", "deblur": "nafnet-gopro-w32", "derain": "hinet-rain13k",
-                              "sr": "vapsr-x4"}
 
 
 def choose_preset(task: str, model: str | None, scale: int | None) -> str:
@@ -105,12 +103,23 @@ def load_model(
     try:
         return load(name, device=target, tlc=tlc)
     except (KeyError, WeightsError) as exc:
-        reason = exc.args[0] if exc.args else str(exc)
+        reason = str(exc.args[0] if exc.args else exc).rstrip(". ")
         hint = ""
         if model is None:
-            hint = (f" The default model for --task {task} is {name!r}; choose another with --model "
-                    f"(e.g. {_FALLBACKS[task]}) or pass --weights FILE.")
+            hint = f" The default model for --task {task} is {name!r}; {_alternatives(task, name, scale)}"
         raise WeightsError(f"model {name!r} is not available: {reason}.{hint}") from None
+
+
+def _alternatives(task: str, failed: str, scale: int | None) -> str:
+    """What to do when the task's default preset has no weights: name presets that are here."""
+    here = [p.name for p in PRESETS.values() if p.task == task and p.name != failed and hub.is_available(p)]
+    if scale is not None:
+        here = [name for name in here if _preset_scale(name) == scale]
+    if here:
+        return f"choose another with --model (with weights here: {', '.join(here)}) or pass --weights FILE."
+    which = f"--task {task}" + (f" --scale {scale}" if scale is not None else "")
+    return (f"no other {which} model has weights here: put a preset's weights file (`restorekit models` lists "
+            "them) in a folder named by RESTOREKIT_WEIGHTS, or pass --weights FILE.")
 
 
 @dataclass
@@ -289,9 +298,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         report.done.append(destination)
     report.seconds = time.perf_counter() - started
-    for path, reason in report.failed:
-        print(f"  failed: {path}: {reason}", file=sys.stderr)
-    print(report.summary())
+    print(report.summary())  # each failure was already printed, once, when it happened
     return 1 if report.failed else 0
 
 

@@ -29,6 +29,7 @@ from .tiling import (
     auto_tile_size,
     default_overlap,
     make_plan,
+    minimum_tile,
     receptive_radius,
     run_tiled,
 )
@@ -126,9 +127,10 @@ def restore_planes(
     height, width, channels = pixels.shape
     planes = pixels if alpha is None else np.concatenate([pixels, alpha.astype(pixels.dtype)[..., None]], axis=2)
     fn = make_tile_fn(backend, channels, alpha is not None, options.tta)
-    tile = _tile_size(backend, options, height, width)
+    has_alpha = alpha is not None
+    tile = _tile_size(backend, options, channels, has_alpha, height, width)
     while True:
-        plan = _plan(backend, options, channels, alpha is not None, height, width, tile)
+        plan = _plan(backend, options, channels, has_alpha, height, width, tile)
         try:
             out = run_tiled(planes, fn, plan, backend.device, progress=options.progress)
             break
@@ -136,7 +138,8 @@ def restore_planes(
             if "out of memory" not in str(exc).lower():
                 raise
             largest = max(max(e - s for s, e in plan.rows), max(e - s for s, e in plan.cols))
-            if options.tile is not None or largest // 2 < 64:
+            smallest = max(64, minimum_tile(_overlap(backend, options, channels, has_alpha)[0], backend.alignment))
+            if options.tile is not None or largest // 2 < smallest:  # halving again would not help
                 raise RestorekitError(
                     f"out of memory on {backend.device} with {largest}px tiles; pass a smaller --tile "
                     "or --precision fp16/bf16"
@@ -148,16 +151,37 @@ def restore_planes(
     return np.ascontiguousarray(out[..., :channels]), np.ascontiguousarray(out[..., channels])
 
 
-def _plan(backend: Backend, options: RestoreOptions, channels: int, has_alpha: bool, height: int, width: int,
-          tile: int) -> TilePlan:
-    if tile == 0 or (height <= tile and width <= tile):
-        return make_plan(height, width, backend.scale, max(height, width), 0, 1, 0)
+def _overlap(backend: Backend, options: RestoreOptions, channels: int, has_alpha: bool) -> tuple[int, int | None]:
+    """The tile overlap (the user's, or the exact default) and the receptive radius (None: unbounded)."""
     radius = receptive_radius(backend)
     if radius is not None and (backend.in_channels != channels or has_alpha) and backend.scale > 1:
         radius = max(radius, _RESAMPLE_RADIUS)
     overlap = options.overlap if options.overlap is not None else default_overlap(radius, backend.alignment)
-    if options.tile is None:  # automatic tiles must leave room for an exact overlap
-        tile = max(tile, 2 * overlap + 4 * backend.alignment)
+    return overlap, radius
+
+
+def _plan(backend: Backend, options: RestoreOptions, channels: int, has_alpha: bool, height: int, width: int,
+          tile: int) -> TilePlan:
+    if tile == 0 or (height <= tile and width <= tile):
+        return make_plan(height, width, backend.scale, max(height, width), 0, 1, 0)
+    overlap, radius = _overlap(backend, options, channels, has_alpha)
+    smallest = minimum_tile(overlap, backend.alignment)
+    if options.tile is None:  # automatic tiles always leave room for the overlap on both sides
+        tile = max(tile, smallest)
+    elif tile < smallest:
+        # A tile that cannot hold the overlap on both sides would advance by a few pixels: thousands
+        # of tiles, and a cut overlap is no longer exact. Refuse, and say what would work.
+        if options.overlap is not None:
+            held = f"--tile-overlap {overlap}"
+        elif radius is None:
+            held = f"this model's default overlap of {overlap} px"
+        else:
+            held = f"this model's exact overlap of {overlap} px"
+        inexact = "" if options.overlap is not None or radius is None else " (inexact)"
+        raise RestorekitError(
+            f"--tile {tile} is too small for {held}: use --tile >= {smallest}, --tile 0 (whole image) "
+            f"or a smaller --tile-overlap{inexact}"
+        )
     return make_plan(height, width, backend.scale, tile, overlap, backend.alignment, radius)
 
 
@@ -168,7 +192,9 @@ def _release_cached_memory(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
-def _tile_size(backend: Backend, options: RestoreOptions, height: int, width: int) -> int:
+def _tile_size(backend: Backend, options: RestoreOptions, channels: int, has_alpha: bool, height: int,
+               width: int) -> int:
+    """The requested tile side, or one that fits in memory (0 or >= the image: one piece)."""
     if options.tile is not None:
         return options.tile
     if height * width <= SMALL_IMAGE_PIXELS:
@@ -178,7 +204,7 @@ def _tile_size(backend: Backend, options: RestoreOptions, height: int, width: in
         per_pixel = 4096.0  # unknown runtime: a conservative 4 KB per pixel
     else:
         per_pixel = activation_bytes_per_pixel(model, backend.in_channels, backend.alignment, backend.device)
-    overlap = options.overlap if options.overlap is not None else 0
+    overlap = _overlap(backend, options, channels, has_alpha)[0]  # the real one: tiles must hold it twice
     return auto_tile_size(per_pixel, available_memory(backend.device), backend.device, overlap, backend.alignment)
 
 

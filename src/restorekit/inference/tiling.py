@@ -176,9 +176,20 @@ def auto_tile_size(
     else:
         budget = 0.6 * available
     side = int(math.sqrt(max(budget, 1.0) / max(bytes_per_pixel, 1e-9)))
-    floor = max(128, 2 * overlap + 64)
-    side = max(floor, min(side, 4096))
-    return max(alignment, _round_down(side, alignment))
+    # never so small that the overlap eats the tile: at least 64 px of new pixels per step
+    floor = max(128, minimum_tile(overlap, alignment) + 64)
+    side = _round_down(min(side, 4096), alignment)
+    return max(side, _round_up(floor, alignment))
+
+
+def minimum_tile(overlap: int, alignment: int = 1) -> int:
+    """The smallest tile side that holds ``overlap`` on both sides (``plan_axis`` rounding included).
+
+    ``plan_axis`` rounds the tile down and the overlap up to ``alignment``; a tile must be larger than
+    twice the overlap, so that each step adds new pixels and no pixel lies in three tiles' margins.
+    """
+    alignment = max(alignment, 1)
+    return 2 * _round_up(overlap, alignment) + alignment
 
 
 def plan_axis(length: int, tile: int, overlap: int, alignment: int = 1) -> list[tuple[int, int]]:
