@@ -160,18 +160,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def check_model_name(name: str | Path) -> None:
-    """Raise a one-line :class:`RestorekitError` when ``name`` is neither a preset nor an existing file.
-
-    Shared by the verbs that take a MODEL argument (bench, eval, export): without it, an unknown
-    preset name falls through to the weights reader, which says "weights file not found".
-    """
-    from .zoo import PRESETS
-
-    if str(name) not in PRESETS and not Path(name).exists():
-        raise RestorekitError(f"{name}: neither a preset name (see `restorekit models`) nor a file")
-
-
 def resolve_model(name: str, tlc: bool | None = None) -> tuple[nn.Module, list[str]]:
     """A model to time: a preset name builds its architecture with random weights (timing does
     not depend on the values, and no download is needed); a file path loads the weights."""
@@ -189,7 +177,6 @@ def resolve_model(name: str, tlc: bool | None = None) -> tuple[nn.Module, list[s
             convert_to_local(model.net, train_size=(preset.train_size, preset.train_size))
             notes.append("TLC")
         return model, notes
-    check_model_name(name)
     return load(name, tlc=tlc), ["weights from file"]
 
 

@@ -328,10 +328,8 @@ def evaluate(
             raise ConfigError("the bicubic pseudo-model needs a scale: pass --scale K (K >= 2)")
         net: Any = BicubicUpscaler(k)
     elif isinstance(model, (str, Path)):
-        from .bench import check_model_name
         from .model import load
 
-        check_model_name(model)  # an unknown preset name is not a missing weights file
         net = load(model, device=dev)
     else:
         net = model

@@ -12,8 +12,12 @@ from torch import nn
 
 from . import hub, loading
 from .archs import get_family
+from .errors import UnknownNameError
 from .inference.runner import pick_device
 from .zoo import PRESETS, Preset, get_preset
+
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 
 
 class RestorationModel(nn.Module):
@@ -111,6 +115,9 @@ def load(
         path = hub.resolve(chosen)
     else:
         path = Path(name_or_path)
+        looks_like_path = path.suffix in WEIGHT_SUFFIXES or len(path.parts) > 1
+        if not path.exists() and not looks_like_path:  # a typo in a preset name is not a missing file
+            raise UnknownNameError(f"{name}: neither a preset name (see `restorekit models`) nor a file")
         if preset is not None:
             chosen = get_preset(preset)
     raw, metadata = loading.read_weights(path)

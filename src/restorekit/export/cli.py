@@ -49,13 +49,11 @@ def check_parity(model: torch.nn.Module, path: Path, sizes: list[tuple[int, int]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import check_model_name
     from ..model import load
 
     # checked before loading: a typo should not cost a model load (or, later, a download)
     if args.output.suffix.lower() != ".onnx":
         raise RestorekitError(f"{args.output}: the output must be an .onnx file")
-    check_model_name(args.model)
     model = load(args.model, device="cpu", tlc=args.tlc)
     path = export_onnx(model, args.output, precision=args.precision, opset=args.opset)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.precision}, opset {args.opset})")
