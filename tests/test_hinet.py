@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from family_checks import assert_detects_and_reproduces
 
 import restorekit
 from restorekit import loading
@@ -89,16 +90,7 @@ def test_config_validation() -> None:
 
 def test_detect_infers_the_config_and_reproduces_the_output() -> None:
     config = hinet.Config(width=6, depth=4, hin_left=1, hin_right=2)
-    net = hinet.build(config).eval()
-    state = net.state_dict()
-    family, found = loading.detect(state)
-    assert family is hinet
-    assert found == config
-    clone = family.build(found).eval()
-    loading.load_strict(clone, state, family.NAME)
-    x = torch.rand(1, 3, 13, 9)
-    with torch.no_grad():
-        assert torch.equal(clone(x), net(x))
+    assert_detects_and_reproduces(hinet, config, hinet.build(config), 13, 9)
 
 
 @pytest.mark.parametrize(("left", "right"), [(0, 4), (3, 4), (0, -1)])

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from family_checks import assert_detects_and_reproduces
 from spandrel_compat import spandrel_nafnet
 from torch import nn
 
@@ -125,15 +126,7 @@ def test_every_preset_is_detected_from_its_keys(preset: str) -> None:
 @pytest.mark.parametrize("variant", sorted(TINY_VARIANTS))
 def test_state_dict_round_trip(variant: str) -> None:
     config = TINY_VARIANTS[variant]
-    net = randomize(nafnet.build(config)).eval()
-    state = net.state_dict()
-    family, found = loading.detect(state)
-    assert family is nafnet and found == config
-    clone = family.build(found).eval()
-    loading.load_strict(clone, state, family.NAME)
-    x = torch.rand(1, 3, 21, 18)
-    with torch.no_grad():
-        assert torch.equal(clone(x), net(x))
+    assert_detects_and_reproduces(nafnet, config, randomize(nafnet.build(config)), 21, 18)
 
 
 @pytest.mark.parametrize("variant", ["nafnet", "baseline"])

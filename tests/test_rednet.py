@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from family_checks import assert_detects_and_reproduces
 
 import restorekit
-from restorekit import loading
 from restorekit.archs import FAMILIES, rednet
 from restorekit.complexity import count_params
 from restorekit.convert import save_safetensors
@@ -79,16 +79,7 @@ def test_config_validation() -> None:
 
 @pytest.mark.parametrize("config", [TINY10, rednet.Config(depth=20, width=6, in_channels=3)])
 def test_detect_infers_the_config_and_reproduces_the_output(config: rednet.Config) -> None:
-    net = rednet.build(config).eval()
-    state = net.state_dict()
-    family, found = loading.detect(state)
-    assert family is rednet
-    assert found == config
-    clone = family.build(found).eval()
-    loading.load_strict(clone, state, family.NAME)
-    x = torch.rand(1, config.in_channels, 10, 7)
-    with torch.no_grad():
-        assert torch.equal(clone(x), net(x))
+    assert_detects_and_reproduces(rednet, config, rednet.build(config), 10, 7)
 
 
 def test_safetensors_keeps_a_config_that_weights_cannot_show(tmp_path: Path) -> None:

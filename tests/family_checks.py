@@ -1,0 +1,25 @@
+"""Checks every family's tests share (tier 2 of STYLE.md: state dict -> detect -> load -> same output)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from restorekit import loading
+
+
+def assert_detects_and_reproduces(family: ModuleType, config: Any, net: nn.Module, height: int, width: int) -> None:
+    """The state dict alone gives back ``family`` and ``config``, and the rebuilt net's output is identical."""
+    net.eval()
+    state = net.state_dict()
+    found_family, found_config = loading.detect(state)
+    assert found_family is family
+    assert found_config == config
+    clone = found_family.build(found_config).eval()
+    loading.load_strict(clone, state, found_family.NAME)
+    x = torch.rand(1, config.in_channels, height, width)
+    with torch.no_grad():
+        assert torch.equal(clone(x), net(x))
