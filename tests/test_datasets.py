@@ -134,3 +134,42 @@ def test_worker_processes_produce_the_same_batches(sr_folders: tuple[Path, Path]
         batches[workers] = [gt for _, gt in loader]
     assert len(batches[0]) == 3
     assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))
+
+
+def test_deterministic_degradations_are_recognised() -> None:
+    from restorekit.data.degrade import parse_degradation
+
+    for spec in ("bicubic:3", "bicubic:3+jpeg:90", "gaussblur:5:1.0", "motionblur:5:3:30"):
+        assert parse_degradation(spec).deterministic, spec
+    for spec in ("awgn:25", "awgn:0-50", "jpeg:80-95", "gaussblur:5:0.5-2", "bicubic:2+awgn:5"):
+        assert not parse_degradation(spec).deterministic, spec
+
+
+def test_precomputed_lq_is_a_crop_of_the_degraded_whole_image(tmp_path: Path) -> None:
+    from restorekit.data.degrade import parse_degradation
+
+    rng = np.random.default_rng(3)
+    for folder, count in (("a", 2), ("b", 3)):
+        for i in range(count):
+            _write(tmp_path / folder / f"{folder}{i}.png", (rng.random((26, 31, 3)) * 255).astype(np.uint8))
+    folders = [tmp_path / "a", tmp_path / "b"]
+    data = DegradedFolder(folders, "bicubic:3", scale=3, augment=Augment(patch=12), seed=5, precompute_lq=True)
+    assert len(data) == 5 and [data.name(i) for i in (0, 2)] == ["a0", "b0"]  # folders in the order given
+    for position in range(6):
+        key = SampleKey(0, position, position % 5)
+        lq, gt = data[key]
+        assert lq.shape == (3, 4, 4) and gt.shape == (3, 12, 12)
+        whole_gt = read_image(data.files[key.image], 3)[..., :24, :30]  # mod-crop to the scale
+        whole_lq = parse_degradation("bicubic:3")(whole_gt)
+        # find the patch in the whole-image LQ: it must be an exact, grid-aligned crop
+        hits = [(y, x) for y in range(whole_lq.shape[-2] - 3) for x in range(whole_lq.shape[-1] - 3)
+                if torch.equal(whole_lq[..., y : y + 4, x : x + 4], lq)]
+        assert hits, "LQ patch is not a crop of the degraded whole image"
+        y, x = hits[0]
+        assert torch.equal(whole_gt[..., 3 * y : 3 * y + 12, 3 * x : 3 * x + 12], gt)
+        assert all(torch.equal(a, b) for a, b in zip(data[key], (lq, gt)))  # cached: same sample again
+
+
+def test_precompute_needs_a_deterministic_degradation(sr_folders: tuple[Path, Path]) -> None:
+    with pytest.raises(ConfigError, match="deterministic"):
+        DegradedFolder(sr_folders[1], "awgn:0-50", scale=1, precompute_lq=True)

@@ -130,3 +130,18 @@ def test_broken_yaml_is_one_line_with_position(tmp_path: Path) -> None:
         load_config(path)
     message = str(info.value)
     assert message.startswith(f"{path}: not valid YAML at line ") and "\n" not in message
+
+
+def test_gt_folder_lists_and_precompute_are_for_degraded_sets(tmp_path: Path) -> None:
+    from restorekit.train.loop import make_dataset
+
+    config = config_from_dict({**MINIMAL, "data": {"train": {"gt": ["a", "b"], "kind": "degraded"}}})
+    assert config.data.train.gt == ("a", "b")
+    with pytest.raises(ConfigError, match=r"data.train.gt"):
+        config_from_dict({**MINIMAL, "data": {"train": {"gt": ["a", 3]}}})
+    paired_list = config_from_dict({**MINIMAL, "data": {"train": {"gt": ["a", "b"], "lq": "lq"}}})
+    with pytest.raises(ConfigError, match="one gt folder"):
+        make_dataset(paired_list.data.train, 1, 3, 0, train=True)
+    paired_precompute = config_from_dict({**MINIMAL, "data": {"train": {"gt": "a", "lq": "b", "precompute_lq": True}}})
+    with pytest.raises(ConfigError, match="precompute_lq is for kind: degraded"):
+        make_dataset(paired_precompute.data.train, 1, 3, 0, train=True)

@@ -16,7 +16,6 @@ from .errors import UnknownNameError
 from .inference.runner import pick_device
 from .zoo import PRESETS, Preset, get_preset
 
-
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 
 

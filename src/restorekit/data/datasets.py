@@ -16,7 +16,7 @@ resumed and distributed runs reproduce an uninterrupted single-process run exact
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -200,11 +200,17 @@ class PairedFolder(torch.utils.data.Dataset):
 
 
 class DegradedFolder(torch.utils.data.Dataset):
-    """GT folder; the LQ is ``degradation(gt_crop)``. The degradation's scale must match the model's."""
+    """GT folder(s); the LQ is ``degradation(gt_crop)``. The degradation's scale must match the model's.
+
+    With ``precompute_lq`` the degradation runs once on each whole (mod-cropped) image and patches are
+    cropped from the cached pair on the scale grid, which is how precomputed LR folders such as DIV2K's
+    ``LR_bicubic`` are made, and several times faster for resampling or JPEG. It needs a deterministic
+    degradation, else every epoch would reuse one noise draw.
+    """
 
     def __init__(
         self,
-        gt_dir: str | Path,
+        gt_dirs: str | Path | Sequence[str | Path],
         degradation: str,
         scale: int,
         channels: int = 3,
@@ -212,6 +218,7 @@ class DegradedFolder(torch.utils.data.Dataset):
         seed: int = 0,
         cache: bool = True,
         max_images: int | None = None,
+        precompute_lq: bool = False,
     ) -> None:
         from .degrade import parse_degradation
 
@@ -221,9 +228,19 @@ class DegradedFolder(torch.utils.data.Dataset):
             raise ConfigError(
                 f"degradation {degradation!r} downscales by {self.degradation.scale} but the model's scale is {scale}"
             )
-        self.files = list_images(gt_dir)[:max_images]
+        if precompute_lq and not self.degradation.deterministic:
+            raise ConfigError(
+                f"precompute_lq needs a deterministic degradation; {degradation!r} draws noise or a random "
+                "level per sample (drop precompute_lq or fix the level)"
+            )
+        folders = [gt_dirs] if isinstance(gt_dirs, (str, Path)) else list(gt_dirs)
+        if not folders:
+            raise ConfigError("data: a degraded set needs at least one gt folder")
+        self.files = [path for folder in folders for path in list_images(folder)][:max_images]
         self.scale, self.augment, self.seed = scale, augment, seed
         self.cache = _ImageCache(channels, cache)
+        self.precompute_lq = precompute_lq
+        self.lq_cache: dict[Path, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -231,13 +248,25 @@ class DegradedFolder(torch.utils.data.Dataset):
     def name(self, index: int) -> str:
         return self.files[index].stem
 
+    def _whole_pair(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LQ, GT) of a whole mod-cropped image, the LQ degraded once and kept in memory."""
+        s = self.scale
+        gt = self.cache.get(path)
+        gt = gt[..., : gt.shape[-2] // s * s, : gt.shape[-1] // s * s]
+        if path not in self.lq_cache:
+            self.lq_cache[path] = self.degradation(gt, None)
+        return self.lq_cache[path], gt
+
     def __getitem__(self, key: SampleKey | int) -> tuple[torch.Tensor, torch.Tensor]:
         key = _as_key(key)
         path = self.files[key.image]
-        gt = self.cache.get(path)
-        s = self.scale
-        gt = gt[..., : gt.shape[-2] // s * s, : gt.shape[-1] // s * s]
         g = sample_generator(self.seed, key.epoch, key.position)
+        s = self.scale
+        if self.precompute_lq:
+            lq, gt = self._whole_pair(path)
+            return crop_and_augment(lq, gt, s, self.augment, g, str(path))
+        gt = self.cache.get(path)
+        gt = gt[..., : gt.shape[-2] // s * s, : gt.shape[-1] // s * s]
         if self.augment.patch is not None:
             # Crop the GT first (on the scale grid) so only the patch is degraded.
             lq_grid = gt[..., ::s, ::s]

@@ -417,6 +417,17 @@ class Degradation:
         return image
 
     @property
+    def deterministic(self) -> bool:
+        """True when the chain draws nothing at random (no noise, no quality or sigma ranges), so one
+        image always degrades to the same result and can be degraded once and cached."""
+        for step in self.steps:
+            if isinstance(step, _Noise):
+                return False
+            if isinstance(step, (_Jpeg, _GaussBlur)) and step.low != step.high:
+                return False
+        return True
+
+    @property
     def sigma(self) -> float | None:
         """The noise level when the chain adds Gaussian noise of one fixed sigma, else None
         (evaluation uses it to find a paper number such as ``BSD68-sigma25``)."""

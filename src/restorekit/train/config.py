@@ -44,7 +44,7 @@ class DatasetSection:
     (a ``restorekit.data.degrade.parse_degradation`` spec such as ``awgn:0-50`` or ``bicubic:3+jpeg:90``).
     """
 
-    gt: str
+    gt: str | tuple[str, ...]  # degraded sets may list several GT folders (used as one set)
     kind: Literal["paired", "degraded"] = "paired"
     lq: str | None = None
     degradation: str | None = None
@@ -52,6 +52,9 @@ class DatasetSection:
     flip: bool = False
     rot90: bool = False
     cache: bool = True  # keep decoded images in memory (small sets)
+    # degraded sets: degrade each whole image once and crop aligned patches from the cached result, like
+    # a precomputed DIV2K LR_bicubic folder (and faster); needs a deterministic degradation (no noise/ranges)
+    precompute_lq: bool = False
     repeat: int = 1  # passes over the folder per epoch (BasicSR's dataset_enlarge_ratio)
     max_images: int | None = None  # use only the first N files (sorted by name)
 

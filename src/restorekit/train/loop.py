@@ -296,11 +296,15 @@ def make_dataset(
     if section.kind == "paired":
         if section.lq is None:
             raise ConfigError("data: a paired set needs both lq and gt folders (or kind: degraded)")
+        if not isinstance(section.gt, str):
+            raise ConfigError("data: a paired set takes one gt folder (a list of folders is for kind: degraded)")
+        if section.precompute_lq:
+            raise ConfigError("data: precompute_lq is for kind: degraded (a paired set's LQ is already on disk)")
         return PairedFolder(section.lq, section.gt, scale, channels, augment, seed, section.cache, section.max_images)
     if section.degradation is None:
         raise ConfigError("data: a degraded set needs a degradation spec, e.g. awgn:0-50 or bicubic:4")
     return DegradedFolder(section.gt, section.degradation, scale, channels, augment, seed, section.cache,
-                          section.max_images)
+                          section.max_images, section.precompute_lq)
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
