@@ -112,3 +112,38 @@ def test_bicubic_floor_benchmark_has_help(capsys: pytest.CaptureFixture) -> None
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "usage:" in out and "--runs" in out and "median CPU ms" not in out
+
+
+def test_rtsr_score_follows_the_organisers_formula() -> None:
+    from restorekit.bench import rtsr_score
+
+    # 1 dB over bicubic at 4 ms: 2 * 2**1 / (0.1 * 2) = 20
+    assert rtsr_score(31.0, 30.0, 4.0) == pytest.approx(20.0)
+    # every extra dB doubles it; four times the runtime halves it
+    assert rtsr_score(32.0, 30.0, 4.0) == pytest.approx(40.0)
+    assert rtsr_score(31.0, 30.0, 16.0) == pytest.approx(10.0)
+    # no gain over bicubic scores nothing, however fast
+    assert rtsr_score(30.0, 30.0, 0.5) == 0.0 and rtsr_score(29.0, 30.0, 0.5) == 0.0
+    with pytest.raises(RestorekitError):
+        rtsr_score(31.0, 30.0, 0.0)
+
+
+def test_bench_cli_prints_rtsr_score_for_sr_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from restorekit import cli
+    from restorekit.bench import rtsr_score
+
+    out = tmp_path / "r.json"
+    args = ["bench", "bicubic-pp-x3", "restorekit-denoise", "--size", "32x18", "--runs", "1", "--warmup", "0",
+            "--psnr", "31.5", "--bicubic-psnr", "30.4", "--json", str(out)]
+    assert cli.main(args) == 0
+    assert "RTSR score" in capsys.readouterr().out
+    sr, denoise = json.loads(out.read_text())
+    assert sr["rtsr_score"] == pytest.approx(rtsr_score(31.5, 30.4, sr["median_ms"]))
+    assert denoise["rtsr_score"] is None  # not an SR model: no score
+
+
+def test_bench_cli_psnr_needs_bicubic_psnr(capsys: pytest.CaptureFixture) -> None:
+    from restorekit import cli
+
+    assert cli.main(["bench", "bicubic-pp-x3", "--size", "32x18", "--runs", "1", "--psnr", "31"]) == 2
+    assert "--bicubic-psnr" in capsys.readouterr().err

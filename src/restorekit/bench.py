@@ -14,8 +14,11 @@ allocator caching and misses spikes shorter than the sampling period, hence "rss
 Where ``/proc`` is missing (macOS) we fall back to the growth of ``ru_maxrss``, which is 0 when
 an earlier peak was higher ("maxrss-delta"). The method is part of every result.
 
-The NTIRE 2023 real-time SR challenge score from the Bicubic++ paper is not computed: its
-formula could not be confirmed from a source we could cite here, and we do not guess it.
+NTIRE 2023 real-time SR score (``--psnr``/``--bicubic-psnr``, SR models only): the challenge
+organisers' scoring function (notebook ``demo/calc_scoring.ipynb`` in ``eduardzamfir/NTIRE23-RTSR``):
+``S(P, t) = 2 * 2**(P - P_bicubic) / (C * sqrt(t))`` with ``C = 0.1`` and ``t`` the runtime in ms, and
+``S = 0`` when the model does not beat bicubic. It mixes a PSNR measured on a test set with a time
+measured here, so it is only comparable between runs that used the same set and the same machine.
 """
 
 from __future__ import annotations
@@ -64,6 +67,21 @@ class BenchResult:
     peak_memory_mib: float
     memory_method: str
     notes: list[str] = field(default_factory=list)
+    rtsr_score: float | None = None  # NTIRE 2023 real-time SR score at the median latency, when asked
+
+
+RTSR_SCORE_CONSTANT = 0.1
+
+
+def rtsr_score(psnr: float, bicubic_psnr: float, runtime_ms: float) -> float:
+    """NTIRE 2023 real-time SR challenge score: ``2 * 2**(psnr - bicubic_psnr) / (0.1 * sqrt(ms))``,
+    0 when the model does not beat bicubic (the organisers' scoring notebook; see the module doc)."""
+    if runtime_ms <= 0:
+        raise RestorekitError(f"runtime must be positive, got {runtime_ms} ms")
+    gain = max(psnr - bicubic_psnr, 0.0)
+    if gain == 0.0:
+        return 0.0
+    return 2.0 * 2.0**gain / (RTSR_SCORE_CONSTANT * runtime_ms**0.5)
 
 
 class _RssSampler:
@@ -260,13 +278,17 @@ def format_table(results: list[BenchResult]) -> str:
     """A fixed-width text table of results."""
     header = ("model", "backend", "prec", "size", "params(M)", "GMACs", "median ms", "min ms", "MP/s",
               "GMAC/s", "peak MiB")
-    rows = [header] + [
+    rows: list[tuple[str, ...]] = [header] + [
         (r.model, r.backend, r.precision, r.size, f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.2f}",
          f"{r.median_ms:.2f}", f"{r.min_ms:.2f}", f"{r.megapixels_per_s:.3f}", f"{r.gmacs_per_s:.1f}",
          f"{r.peak_memory_mib:.1f}")
         for r in results
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    if any(r.rtsr_score is not None for r in results):
+        rows[0] = (*header, "RTSR score")
+        for i, r in enumerate(results, start=1):
+            rows[i] = (*rows[i], "-" if r.rtsr_score is None else f"{r.rtsr_score:.2f}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
     methods = sorted({r.memory_method for r in results})
     lines.append(f"peak memory: {', '.join(methods)} (see `restorekit bench --help`); MP/s counts input pixels")
@@ -291,6 +313,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tlc = parser.add_mutually_exclusive_group()
     tlc.add_argument("--tlc", dest="tlc", action="store_true", default=None)
     tlc.add_argument("--no-tlc", dest="tlc", action="store_false")
+    parser.add_argument("--psnr", type=float, help="SR models: the model's PSNR on some test set, for the NTIRE23 score")
+    parser.add_argument("--bicubic-psnr", type=float, help="bicubic's PSNR on the same set (with --psnr)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
 
 
@@ -300,14 +324,17 @@ def run(args: argparse.Namespace) -> int:
     width, height = parse_size(args.size)
     if args.runs < 1:
         raise RestorekitError("--runs must be at least 1")
+    if (args.psnr is None) != (args.bicubic_psnr is None):
+        raise RestorekitError("--psnr and --bicubic-psnr go together (the NTIRE23 score needs both)")
     device = pick_device(args.device)  # before building any model: fail fast on an unavailable device
     results = []
     for name in args.models:
         model, notes = resolve_model(name, args.tlc)
-        results.append(
-            bench_model(model, name, width, height, args.backend, args.precision, device, args.runs,
-                        args.warmup, args.batch, args.channels_last, notes)
-        )
+        result = bench_model(model, name, width, height, args.backend, args.precision, device, args.runs,
+                             args.warmup, args.batch, args.channels_last, notes)
+        if args.psnr is not None and int(getattr(model, "scale", 1)) > 1:
+            result.rtsr_score = rtsr_score(args.psnr, args.bicubic_psnr, result.median_ms)
+        results.append(result)
     print(format_table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
