@@ -276,14 +276,14 @@ def bench_model(
 
 def format_table(results: list[BenchResult]) -> str:
     """A fixed-width text table of results."""
-    header = ("model", "backend", "prec", "size", "params(M)", "GMACs", "median ms", "min ms", "MP/s",
+    header: tuple[str, ...] = ("model", "backend", "prec", "size", "params(M)", "GMACs", "median ms", "min ms", "MP/s",
               "GMAC/s", "peak MiB")
-    rows: list[tuple[str, ...]] = [header] + [
+    rows: list[tuple[str, ...]] = [header, *(
         (r.model, r.backend, r.precision, r.size, f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.2f}",
          f"{r.median_ms:.2f}", f"{r.min_ms:.2f}", f"{r.megapixels_per_s:.3f}", f"{r.gmacs_per_s:.1f}",
          f"{r.peak_memory_mib:.1f}")
         for r in results
-    ]
+    )]
     if any(r.rtsr_score is not None for r in results):
         rows[0] = (*header, "RTSR score")
         for i, r in enumerate(results, start=1):
