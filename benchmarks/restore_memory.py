@@ -29,6 +29,7 @@ from restorekit import hub
 from restorekit.inference import available_memory
 from restorekit.model import build_model, load
 from restorekit.restore import restore_file
+from restorekit.runtime import retain_freed_memory
 from restorekit.zoo import get_preset
 
 
@@ -59,7 +60,10 @@ def main() -> int:
     parser.add_argument("--shallow", action="store_true",
                         help="NAFNet only: one block per level (same widths, so the same tensor sizes and peak "
                              "memory per tile, ~4x less compute) for machines where the full run is too slow")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="do not call restorekit.runtime.retain_freed_memory() (the CLI calls it)")
     args = parser.parse_args()
+    retained = False if args.default_malloc else retain_freed_memory()
     width, height = (int(v) for v in args.size.lower().split("x"))
     preset = get_preset(args.preset)
     if args.shallow:
@@ -80,7 +84,8 @@ def main() -> int:
         start = time.perf_counter()
         restore_file(source, Path(folder) / "out.jpg", model, tile=args.tile, progress=True)
         seconds = time.perf_counter() - start
-    print(f"peak RSS {peak_rss_mb():.0f} MB, restore_file {seconds:.1f} s")
+    malloc = "freed memory retained" if retained else "default malloc"
+    print(f"peak RSS {peak_rss_mb():.0f} MB, restore_file {seconds:.1f} s ({malloc})")
     return 0
 
 

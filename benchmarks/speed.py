@@ -14,6 +14,9 @@ Protocol, chosen for a shared, loaded machine:
 - both networks get the same random weights (ours' state dict loaded strictly into the reference;
   NAFNet's beta/gamma, zero at init, are randomised so every branch contributes) and the outputs
   must agree within 1e-4 before anything is timed;
+- glibc malloc keeps freed memory for reuse (``restorekit.runtime.retain_freed_memory``, which the
+  CLI applies too) unless ``--default-malloc``: otherwise every large activation is page-faulted in
+  again on each call, which cost up to 40% of the CPU time of the large-image cases;
 - the peak is a 1024x1024x1024 fp32 matmul (MKL/oneDNN sgemm), timed the same way at the start and
   at the end; "fraction of peak" is achieved GMAC/s divided by the larger of the two.
 
@@ -50,6 +53,7 @@ from reference import vapsr as ref_vapsr
 
 from restorekit.complexity import count_macs
 from restorekit.model import RestorationModel, build_model
+from restorekit.runtime import retain_freed_memory
 from restorekit.zoo import get_preset
 
 
@@ -193,7 +197,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="*", default=["onnx"], choices=["onnx", "channels_last"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as it is (default: retain freed memory, as the restorekit CLI does)")
     args = parser.parse_args()
+    retained = False if args.default_malloc else retain_freed_memory()
     torch.set_num_threads(1)
     cases = [c for c in CASES if not args.cases or c.name in args.cases]
     peak_start = matmul_peak_gmacs()
@@ -207,7 +214,8 @@ def main() -> int:
     peak = max(peak_start, peak_end)
     report = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu": _cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+                    "cpu": _cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "malloc": "freed memory retained" if retained else "default"},
         "peak_gmacs_per_s": {"start": peak_start, "end": peak_end},
         "cases": rows,
     }
@@ -239,6 +247,7 @@ def markdown(report: dict[str, Any], peak: float) -> str:
             f"fp32 matmul peak (1 thread): {peak:.1f} GMAC/s "
             f"(start {report['peak_gmacs_per_s']['start']:.1f}, end {report['peak_gmacs_per_s']['end']:.1f})"
         ),
+        f"malloc: {report['machine'].get('malloc', 'default')}",
         "",
         (
             "| case | size | GMACs | reference ms | ours ms | ours/ref | other backend ms | best GMAC/s "

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     verb_parser = argparse.ArgumentParser(prog=f"restorekit {verb}", description=help_text)
     module.add_arguments(verb_parser)
     args = verb_parser.parse_args(argv[1:])
+    from .runtime import retain_freed_memory
+
+    retain_freed_memory()  # a command's large tensors reuse freed memory instead of page-faulting it in again
     try:
         return int(module.run(args) or 0)
     except RestorekitError as exc:
