@@ -73,6 +73,34 @@ def test_crop_is_aligned_to_the_scale_grid_under_every_augmentation() -> None:
         torch.testing.assert_close(F.avg_pool2d(gt_c[None], 3)[0], lq_c)
 
 
+def test_channel_shuffle_permutes_lq_and_gt_alike() -> None:
+    gt = torch.stack([torch.full((6, 6), float(c)) for c in range(3)])  # channel c holds the value c
+    lq = gt[:, ::2, ::2] + 10
+    orders = set()
+    for position in range(40):
+        g = torch.Generator().manual_seed(position)
+        lq_c, gt_c = crop_and_augment(lq, gt, 2, Augment(channel_shuffle=True), g, "test")
+        order = tuple(int(v) for v in gt_c[:, 0, 0])
+        assert sorted(order) == [0, 1, 2] and torch.equal(lq_c, gt_c[:, ::2, ::2] + 10)
+        orders.add(order)
+    assert len(orders) == 6  # every permutation shows up
+    g = torch.Generator().manual_seed(0)
+    _, kept = crop_and_augment(lq, gt, 2, Augment(), g, "test")
+    assert torch.equal(kept, gt)
+
+
+def test_channel_shuffle_leaves_the_stream_of_other_augmentations_alone(sr_folders: tuple[Path, Path]) -> None:
+    plain = PairedFolder(*sr_folders, scale=2, augment=Augment(patch=8, flip=True, rot90=True), seed=5)
+    shuffled = PairedFolder(*sr_folders, scale=2, augment=Augment(patch=8, flip=True, rot90=True, channel_shuffle=True), seed=5)
+    for position in range(6):
+        lq, gt = plain[SampleKey(0, position, 1)]
+        lq_s, gt_s = shuffled[SampleKey(0, position, 1)]
+        # same crop and dihedral transform: the shuffled sample is a channel permutation of the plain one
+        assert sorted(gt_s.flatten(1).sum(1).tolist()) == pytest.approx(sorted(gt.flatten(1).sum(1).tolist()))
+        match = [next(c for c in range(3) if torch.equal(gt_s[k], gt[c])) for k in range(3)]
+        assert torch.equal(lq_s, lq[match])
+
+
 def test_samples_depend_only_on_the_key(sr_folders: tuple[Path, Path]) -> None:
     data = PairedFolder(*sr_folders, scale=2, augment=Augment(patch=8, flip=True, rot90=True), seed=5)
     a = data[SampleKey(3, 7, 1)]

@@ -145,3 +145,17 @@ def test_gt_folder_lists_and_precompute_are_for_degraded_sets(tmp_path: Path) ->
     paired_precompute = config_from_dict({**MINIMAL, "data": {"train": {"gt": "a", "lq": "b", "precompute_lq": True}}})
     with pytest.raises(ConfigError, match="precompute_lq is for kind: degraded"):
         make_dataset(paired_precompute.data.train, 1, 3, 0, train=True)
+
+
+def test_channel_shuffle_reaches_the_training_set_only(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from restorekit.train.loop import make_dataset
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    section = {"gt": str(tmp_path), "kind": "degraded", "degradation": "awgn:10", "channel_shuffle": True}
+    config = config_from_dict({**MINIMAL, "data": {"train": section}})
+    assert make_dataset(config.data.train, 1, 3, 0, train=True).augment.channel_shuffle
+    assert not make_dataset(config.data.train, 1, 3, 0, train=False).augment.channel_shuffle
+    with pytest.raises(ConfigError, match=r"data.train.channel_shuffle"):
+        config_from_dict({**MINIMAL, "data": {"train": {**section, "channel_shuffle": "often"}}})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -118,6 +118,9 @@ class Augment:
     patch: int | None = None  # GT crop size; must be a multiple of the scale
     flip: bool = False
     rot90: bool = False
+    # Random RGB order, the same for LQ and GT. Only for degradations that treat the channels alike
+    # (AWGN, blur, resampling): it multiplies the colour variety of a small colour set.
+    channel_shuffle: bool = False
 
 
 def crop_and_augment(
@@ -141,6 +144,12 @@ def crop_and_augment(
         lq, gt = lq.flip(-2), gt.flip(-2)
     if augment.rot90 and bits[2]:
         lq, gt = lq.transpose(-1, -2), gt.transpose(-1, -2)
+    if augment.channel_shuffle:
+        # Drawn last and only when on, so the streams of configs without it are unchanged.
+        order = torch.randperm(lq.shape[-3], generator=g)
+        if gt.shape[-3] != lq.shape[-3]:
+            raise ImageError(f"{source}: channel_shuffle needs LQ and GT with the same channels")
+        lq, gt = lq[..., order, :, :], gt[..., order, :, :]
     return lq.contiguous(), gt.contiguous()
 
 
@@ -272,7 +281,7 @@ class DegradedFolder(torch.utils.data.Dataset):
             lq_grid = gt[..., ::s, ::s]
             _, gt = crop_and_augment(lq_grid, gt, s, Augment(self.augment.patch), g, str(path))
         lq = self.degradation(gt, g)
-        return crop_and_augment(lq, gt, s, Augment(None, self.augment.flip, self.augment.rot90), g, str(path))
+        return crop_and_augment(lq, gt, s, replace(self.augment, patch=None), g, str(path))
 
 
 def _check_patch(augment: Augment, scale: int) -> None:

@@ -51,6 +51,7 @@ class DatasetSection:
     patch: int | None = None  # GT crop size (aligned to the scale); None uses whole images
     flip: bool = False
     rot90: bool = False
+    channel_shuffle: bool = False  # random RGB order (same for LQ and GT); channel-symmetric degradations only
     cache: bool = True  # keep decoded images in memory (small sets)
     # degraded sets: degrade each whole image once and crop aligned patches from the cached result, like
     # a precomputed DIV2K LR_bicubic folder (and faster); needs a deterministic degradation (no noise/ranges)

@@ -292,7 +292,7 @@ def make_dataset(
     section: DatasetSection, scale: int, channels: int, seed: int, train: bool
 ) -> PairedFolder | DegradedFolder:
     """A dataset from a config section; validation sets are never cropped or augmented."""
-    augment = Augment(section.patch, section.flip, section.rot90) if train else Augment()
+    augment = Augment(section.patch, section.flip, section.rot90, section.channel_shuffle) if train else Augment()
     if section.kind == "paired":
         if section.lq is None:
             raise ConfigError("data: a paired set needs both lq and gt folders (or kind: degraded)")
