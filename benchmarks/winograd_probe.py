@@ -18,6 +18,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -32,10 +33,22 @@ TRANSFORMS = {
         [[1, 1, 1, 0], [0, 1, -1, -1]],
     ),
     4: (
-        [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [
+            [4, 0, -5, 0, 1, 0],
+            [0, -4, -4, 1, 1, 0],
+            [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0],
+            [0, 4, 0, -5, 0, 1],
+        ],
+        [
+            [1 / 4, 0, 0],
+            [-1 / 6, -1 / 6, -1 / 6],
+            [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6],
+            [1 / 24, -1 / 12, 1 / 6],
+            [0, 0, 1],
+        ],
         [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
     ),
 }
@@ -88,16 +101,24 @@ def hinet_with_winograd(min_channels: int, runs: int) -> None:
         plain = thread_seconds(lambda: model(x), runs)
         swapped = 0
         for module in model.modules():
-            if (isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3) and module.stride == (1, 1)
-                    and module.padding == (1, 1) and module.groups == 1 and module.bias is not None
-                    and min(module.in_channels, module.out_channels) >= min_channels):
+            if (
+                isinstance(module, torch.nn.Conv2d)
+                and module.kernel_size == (3, 3)
+                and module.stride == (1, 1)
+                and module.padding == (1, 1)
+                and module.groups == 1
+                and module.bias is not None
+                and min(module.in_channels, module.out_channels) >= min_channels
+            ):
                 conv = WinogradConv3x3(module.weight, module.bias, 4)
                 module.forward = lambda inp, conv=conv: conv(inp.contiguous(memory_format=torch.channels_last))
                 swapped += 1
         out = model(x)
         fast = thread_seconds(lambda: model(x), runs)
-    print(f"\nHINet-SIDD-1x 256x256, {swapped} convs with >= {min_channels} channels by F(4x4): "
-          f"{plain * 1e3:.0f} -> {fast * 1e3:.0f} ms ({fast / plain:.2f}x), max diff {(out - reference).abs().max().item():.1e}")
+    print(
+        f"\nHINet-SIDD-1x 256x256, {swapped} convs with >= {min_channels} channels by F(4x4): "
+        f"{plain * 1e3:.0f} -> {fast * 1e3:.0f} ms ({fast / plain:.2f}x), max diff {(out - reference).abs().max().item():.1e}"
+    )
 
 
 def main() -> None:
@@ -110,7 +131,9 @@ def main() -> None:
     torch.manual_seed(0)
     # (channels, side): RED30's layers; HINet-1x's levels; Bicubic++'s 32-channel convs at 720p/2.
     shapes = [(128, 256), (64, 256), (128, 128), (256, 64), (512, 32), (32, 240)]
-    print("| channels | size | direct ms (GMAC/s) | F(2x2) ms | ratio | F(4x4) ms | ratio | max diff F(2x2) / F(4x4) | output max |")
+    print(
+        "| channels | size | direct ms (GMAC/s) | F(2x2) ms | ratio | F(4x4) ms | ratio | max diff F(2x2) / F(4x4) | output max |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for channels, side in shapes:
         x = torch.randn(1, channels, side, side).contiguous(memory_format=torch.channels_last)
@@ -118,17 +141,20 @@ def main() -> None:
         bias = torch.randn(channels) * 0.1
         weight_cl = weight.contiguous(memory_format=torch.channels_last)
         reference = F.conv2d(x, weight_cl, bias, padding=1)
-        direct = thread_seconds(lambda: F.conv2d(x, weight_cl, bias, padding=1), args.runs)
+        direct = thread_seconds(partial(F.conv2d, x, weight_cl, bias, padding=1), args.runs)
         cells = []
         diffs = []
         for m in (2, 4):
             conv = WinogradConv3x3(weight, bias, m)
             diffs.append((conv(x) - reference).abs().max().item())
-            seconds = thread_seconds(lambda: conv(x), args.runs)
+            seconds = thread_seconds(partial(conv, x), args.runs)
             cells += [f"{seconds * 1e3:.1f}", f"{seconds / direct:.2f}"]
         gmacs = side * side * channels * channels * 9 / direct / 1e9
-        print(f"| {channels} | {side}x{side} | {direct * 1e3:.1f} ({gmacs:.1f}) | " + " | ".join(cells)
-              + f" | {diffs[0]:.1e} / {diffs[1]:.1e} | {reference.abs().max().item():.1f} |")
+        print(
+            f"| {channels} | {side}x{side} | {direct * 1e3:.1f} ({gmacs:.1f}) | "
+            + " | ".join(cells)
+            + f" | {diffs[0]:.1e} / {diffs[1]:.1e} | {reference.abs().max().item():.1f} |"
+        )
     hinet_with_winograd(args.min_channels, max(3, args.runs // 2))
 
 
