@@ -10,24 +10,11 @@ thread CPU time over 10 calls after one warm-up, as in speed.py.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def cpu_ms(fn: Callable[[], Any], runs: int = 10) -> float:
-    fn()
-    samples = []
-    for _ in range(runs):
-        start = time.thread_time()
-        fn()
-        samples.append(time.thread_time() - start)
-    return statistics.median(samples) * 1e3
+from timing import median_thread_seconds  # benchmarks/ is on sys.path when run as a script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,12 +50,12 @@ def main(argv: list[str] | None = None) -> None:
 
         cv2.setNumThreads(1)
         size = (width * scale, height * scale)
-        rows.append(("OpenCV INTER_CUBIC uint8", cpu_ms(lambda: cv2.resize(img_u8, size, interpolation=cv2.INTER_CUBIC), runs)))
-        rows.append(("OpenCV INTER_CUBIC float32", cpu_ms(lambda: cv2.resize(img_f32, size, interpolation=cv2.INTER_CUBIC), runs)))
+        rows.append(("OpenCV INTER_CUBIC uint8", 1e3 * median_thread_seconds(lambda: cv2.resize(img_u8, size, interpolation=cv2.INTER_CUBIC), runs)))
+        rows.append(("OpenCV INTER_CUBIC float32", 1e3 * median_thread_seconds(lambda: cv2.resize(img_f32, size, interpolation=cv2.INTER_CUBIC), runs)))
     except ImportError:
         print("opencv-python-headless not installed: torch only")
     with torch.inference_mode():
-        rows.append(("torch bicubic float32", cpu_ms(lambda: F.interpolate(tensor, scale_factor=scale, mode="bicubic"), runs)))
+        rows.append(("torch bicubic float32", 1e3 * median_thread_seconds(lambda: F.interpolate(tensor, scale_factor=scale, mode="bicubic"), runs)))
     print(f"x{scale} bicubic of {width}x{height} (one thread, median CPU ms over {runs} calls)")
     for name, ms in rows:
         print(f"| {name} | {ms:.1f} |")

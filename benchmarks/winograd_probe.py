@@ -15,13 +15,11 @@ our models use) and the largest deviation from it, per layer shape; then the who
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timing import median_thread_seconds  # benchmarks/ is on sys.path when run as a script
 
 from restorekit.runtime import retain_freed_memory
 
@@ -81,16 +79,6 @@ class WinogradConv3x3:
         return out.view(n, th * m, tw * m, k)[:, :h, :w].permute(0, 3, 1, 2)
 
 
-def thread_seconds(fn: Callable[[], object], runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.thread_time()
-        fn()
-        times.append(time.thread_time() - start)
-    return statistics.median(times)
-
-
 def hinet_with_winograd(min_channels: int, runs: int) -> None:
     from restorekit.archs import hinet
 
@@ -98,7 +86,7 @@ def hinet_with_winograd(min_channels: int, runs: int) -> None:
     x = torch.rand(1, 3, 256, 256)
     with torch.inference_mode():
         reference = model(x)
-        plain = thread_seconds(lambda: model(x), runs)
+        plain = median_thread_seconds(lambda: model(x), runs)
         swapped = 0
         for module in model.modules():
             if (
@@ -114,7 +102,7 @@ def hinet_with_winograd(min_channels: int, runs: int) -> None:
                 module.forward = lambda inp, conv=conv: conv(inp.contiguous(memory_format=torch.channels_last))
                 swapped += 1
         out = model(x)
-        fast = thread_seconds(lambda: model(x), runs)
+        fast = median_thread_seconds(lambda: model(x), runs)
     print(
         f"\nHINet-SIDD-1x 256x256, {swapped} convs with >= {min_channels} channels by F(4x4): "
         f"{plain * 1e3:.0f} -> {fast * 1e3:.0f} ms ({fast / plain:.2f}x), max diff {(out - reference).abs().max().item():.1e}"
@@ -141,13 +129,13 @@ def main() -> None:
         bias = torch.randn(channels) * 0.1
         weight_cl = weight.contiguous(memory_format=torch.channels_last)
         reference = F.conv2d(x, weight_cl, bias, padding=1)
-        direct = thread_seconds(partial(F.conv2d, x, weight_cl, bias, padding=1), args.runs)
+        direct = median_thread_seconds(partial(F.conv2d, x, weight_cl, bias, padding=1), args.runs)
         cells = []
         diffs = []
         for m in (2, 4):
             conv = WinogradConv3x3(weight, bias, m)
             diffs.append((conv(x) - reference).abs().max().item())
-            seconds = thread_seconds(partial(conv, x), args.runs)
+            seconds = median_thread_seconds(partial(conv, x), args.runs)
             cells += [f"{seconds * 1e3:.1f}", f"{seconds / direct:.2f}"]
         gmacs = side * side * channels * channels * 9 / direct / 1e9
         print(

@@ -99,10 +99,11 @@ def test_bench_cli_unavailable_device_is_one_line_error(monkeypatch: pytest.Monk
     assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_bicubic_floor_benchmark_has_help(capsys: pytest.CaptureFixture) -> None:
+def test_bicubic_floor_benchmark_has_help(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bicubic_floor.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # as when run as a script: imports benchmarks/timing.py
     spec = importlib.util.spec_from_file_location("bicubic_floor", script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
