@@ -6,10 +6,17 @@
 - Alpha is split off into its own ``H x W`` plane and written back where the format allows.
 - Palette, CMYK, YCbCr, LAB, 1-bit and grey+alpha images are converted to grey/RGB(+alpha).
 - The EXIF orientation is applied to the pixels (and reset to 1 in the EXIF we write back).
-- The ICC profile and EXIF block are carried to the output where the format stores them
-  (PNG, JPEG, WebP, TIFF). A CMYK file's ICC profile describes CMYK, so it is dropped.
-- Writes go to a temporary file in the destination folder, then ``os.replace`` gives it its final
-  name: a crash or a full disk never leaves a half-written file under the final name.
+- The ICC profile and the descriptive EXIF tags are carried to the output where the format stores
+  them (PNG, JPEG, WebP, TIFF). Outputs are built from pixels plus that metadata only: a TIFF's
+  layout tags (size, strips, photometric, colour map...) are never copied. A CMYK file's ICC
+  profile describes CMYK, so it is dropped.
+- Refused with a one-line ``ImageError`` naming the file: anything that is not a regular file
+  (FIFO, device, broken or looping link), animations and multi-page files, truncated data
+  (including a PNG whose compressed stream ends early, which Pillow pads with black), and float
+  pixels that are NaN or infinite. Nothing non-finite is ever written.
+- Writes go to a short-named temp file in the destination folder, then ``os.replace`` gives it
+  its final name: a crash or a full disk never leaves a half-written file under the final name,
+  and ``clean_stale_temp_files`` removes what a killed process left behind.
 - A pixel limit (``max_pixels``) is checked from the header, before any pixel is decoded
   (decompression-bomb guard).
 
@@ -21,22 +28,27 @@ are written with OpenCV (their ICC profile and EXIF are not kept).
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import struct
 import tempfile
+import threading
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, RestorekitError
 
 DEFAULT_MAX_PIXELS = 400_000_000  # 400 MP: well above any camera, far below a decompression bomb
 
@@ -48,8 +60,16 @@ FORMATS: dict[str, tuple[str, str]] = {
     "tiff": ("TIFF", ".tif"),
     "bmp": ("BMP", ".bmp"),
 }
-_PIL_TO_FORMAT = {pil: name for name, (pil, _) in FORMATS.items()}
-READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+_PIL_TO_FORMAT = {pil: name for name, (pil, _) in FORMATS.items()} | {"MPO": "jpg"}  # MPO: a camera's JPEG
+# file suffix -> the output format it names (the data written always matches the name)
+SUFFIX_FORMATS: dict[str, str] = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".tif": "tiff",
+                                  ".tiff": "tiff", ".bmp": "bmp"}
+READABLE_SUFFIXES = tuple(SUFFIX_FORMATS)  # what a folder input picks up; any file Pillow reads works by name
+# Our temp files: short (a long output name still fits NAME_MAX) and tagged with the writer's pid,
+# so a later run can tell an abandoned one (its writer is gone) from one being written right now.
+TEMP_PREFIX = ".restorekit-"
+TEMP_SUFFIX = ".part"
+STALE_TEMP_SECONDS = 24 * 3600  # past this age a temp file is abandoned whatever its pid says (other hosts)
 _ALPHA_FORMATS = {"png", "webp", "tiff"}
 _EXIF_FORMATS = {"png", "jpg", "webp", "tiff"}
 _ICC_FORMATS = {"png", "jpg", "webp", "tiff"}
@@ -62,7 +82,8 @@ class Image:
 
     ``pixels``: ``H x W x C`` with C = 1 (grey) or 3 (RGB); dtype uint8, uint16 or float32.
     ``alpha``: ``H x W`` of the same dtype, or None. ``format``: the source format name
-    (a key of ``FORMATS``) or None for images that did not come from a file.
+    (a key of ``FORMATS``) or None for images that did not come from a file. ``notes``: warnings
+    from reading the file, for the caller to show; they are not written anywhere.
     """
 
     pixels: np.ndarray
@@ -70,6 +91,7 @@ class Image:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     format: str | None = None
+    notes: tuple[str, ...] = ()  # what the reader warned about, each naming the file (see read_image)
 
     @property
     def height(self) -> int:
@@ -142,52 +164,200 @@ def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(array)) if op else array
 
 
-def _exif_bytes(exif: PILImage.Exif) -> bytes | None:
-    if not len(exif):
+# IFD0 tags that describe the picture, not how a file lays out its pixels. Everything else in a
+# TIFF's first directory (width, strips, bits per sample, photometric, colour map, sub-IFDs,
+# GeoTIFF, Photoshop layers...) describes the input file only: copied into an output it makes
+# an unreadable or wrongly-sized file. XMP, IPTC and Photoshop blocks are not carried either.
+_KEPT_IFD0_TAGS = frozenset({
+    0x010D, 0x010E, 0x010F, 0x0110,  # DocumentName, ImageDescription, Make, Model
+    0x0112,  # Orientation (reset to 1: the pixels are turned upright)
+    0x011A, 0x011B, 0x0128,  # XResolution, YResolution, ResolutionUnit
+    0x0131, 0x0132, 0x013B, 0x013C,  # Software, DateTime, Artist, HostComputer
+    0x8298,  # Copyright
+    0x8769, 0x8825,  # the Exif and GPS sub-directories
+    0x4746, 0x4749,  # Rating, RatingPercent
+    0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F,  # Windows XPTitle, XPComment, XPAuthor, XPKeywords, XPSubject
+})
+_EXIF_SIZE_TAGS = (0xA002, 0xA003)  # PixelXDimension, PixelYDimension: the input's size, wrong after SR
+
+
+def _kept_exif(exif: PILImage.Exif) -> bytes | None:
+    """The EXIF we write back: descriptive tags only, orientation reset, no stored size.
+
+    Built as a new block, so the caller's (possibly a user's Pillow image's) EXIF is not changed.
+    """
+    kept = PILImage.Exif()
+    for tag in exif:
+        if tag in _KEPT_IFD0_TAGS and tag not in (0x8769, 0x8825):
+            kept[tag] = exif[tag]
+    if 0x0112 in kept:
+        kept[0x0112] = 1  # the pixels are already turned upright
+    try:
+        if sub := {tag: value for tag, value in exif.get_ifd(0x8769).items() if tag not in _EXIF_SIZE_TAGS}:
+            if 0xA005 in sub:  # a pointer into the input file: written back as the directory it points to
+                sub[0xA005] = exif.get_ifd(0xA005)
+            kept[0x8769] = sub
+        if gps := exif.get_ifd(0x8825):
+            kept[0x8825] = dict(gps)
+        return kept.tobytes() if len(kept) else None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for odd tag values; metadata is optional
+        warnings.warn(f"EXIF dropped: it cannot be written back ({type(exc).__name__}: {exc})", stacklevel=2)
         return None
-    if 0x0112 in exif:
-        exif[0x0112] = 1  # the pixels are already turned upright
-    return exif.tobytes()
+
+
+class ImageWarning(UserWarning):
+    """Something odd in a file that did not stop it from being read (the message names the file)."""
+
+
+def open_regular_file(path: str | Path) -> BinaryIO:
+    """Open ``path`` for reading, refusing anything but a regular file with a one-line reason.
+
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor, so a FIFO never
+    blocks the batch and nothing can swap the file between the check and the read.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ImageError(f"{path}: broken symbolic link (points to {os.readlink(path)})") from None
+        raise ImageError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(f"{path}: symbolic link loop") from None
+        raise ImageError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ImageError(f"{path}: not a regular file (a {_file_kind(mode)})")
+    return os.fdopen(fd, "rb")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+# warnings.catch_warnings swaps process-wide state: two threads inside it at once can leave
+# warnings captured forever. Reads that capture Pillow's warnings therefore take turns.
+_WARNING_CAPTURE = threading.Lock()
+_PIL_DIR = os.path.dirname(PILImage.__file__)
 
 
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
     """Decode an image file into an ``Image`` (see the module docstring for what is converted).
 
-    Raises ``ImageError`` naming the file for unreadable, truncated, unsupported or too-large files.
+    Raises ``ImageError`` naming the file for unreadable, truncated, multi-frame, non-finite,
+    unsupported or too-large files. What Pillow warns about while reading (corrupt EXIF and the
+    like) is returned in ``Image.notes``, each note prefixed with the file's path, for the caller
+    to report; nothing is printed here. Reads from several threads take turns (see above).
     """
     path = Path(path)
+    with _WARNING_CAPTURE, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            image = _read(path, max_pixels)
+        except ImageError as exc:
+            message = str(exc)
+            raise ImageError(message if message.startswith(f"{path}: ") else f"{path}: {message}") from None
+    notes: list[str] = []
+    for item in caught:
+        if item.filename.startswith(_PIL_DIR) or item.filename == __file__:
+            notes.append(f"{path}: {str(item.message).strip()}")
+        else:  # another thread's warning, caught while this read held the capture: pass it on
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    return replace(image, notes=tuple(dict.fromkeys(notes))) if notes else image
+
+
+def _read(path: Path, max_pixels: int | None) -> Image:
     try:
-        with _pixel_limit_off(), PILImage.open(path) as im:
+        with open_regular_file(path) as file, _pixel_limit_off(), PILImage.open(file) as im:
             width, height = im.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageError(
-                    f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
+                    f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
                     "(raise it with --max-pixels if you trust this file)"
                 )
             fmt = _PIL_TO_FORMAT.get(im.format or "", None)
-            sixteen_bit_colour = im.mode in ("RGB", "RGBA") and "16" in _rawmode(im)  # before getexif() loads
-            exif = im.getexif()
-            orientation = _orientation(exif)
+            sixteen_bit_colour = im.mode in ("RGB", "RGBA") and "16" in _rawmode(im)  # before anything loads
+            if getattr(im, "is_animated", False) and im.format != "MPO":
+                # An MPO's first frame is the picture itself (the others are previews or a stereo pair).
+                raise ImageError("has more than one frame (animated or multi-page); restorekit restores single "
+                                 "images, so extract the frame or page you want first")
             icc = im.info.get("icc_profile") or None
+            if im.mode == "CMYK":
+                icc = None  # describes the CMYK data, not the RGB we produce
             if sixteen_bit_colour:
-                pixels, alpha = _read_16bit_colour(path)
+                # OpenCV's IMREAD_UNCHANGED ignores the EXIF orientation, so it is applied below.
+                exif = im.getexif()
+                file.seek(0)
+                pixels, alpha = _read_16bit_colour(file.read())
             else:
-                if im.mode == "CMYK":
-                    icc = None  # describes the CMYK data, not the RGB we produce
                 im.load()
+                if im.format == "PNG":
+                    _check_png_complete(file)
+                # Read after load(): Pillow turns TIFFs upright itself and then drops their orientation tag.
+                exif = im.getexif()
                 pixels, alpha = _pil_to_arrays(im)
-            exif_out = _exif_bytes(exif)
+            orientation = _orientation(exif)
+            exif_out = _kept_exif(exif)
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image, or a format Pillow cannot read") from None
-    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as exc:
-        raise ImageError(f"{path}: cannot decode ({exc})") from None
+        raise ImageError("not an image, or a format Pillow cannot read") from None
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error, EOFError) as exc:
+        raise ImageError(f"cannot decode ({exc})") from None
+    if pixels.dtype.kind == "f" and (bad := int(np.count_nonzero(~np.isfinite(pixels)))):
+        raise ImageError(f"{bad:,} of {pixels.size:,} values are NaN or infinite; only finite pixels can be restored")
     pixels = apply_orientation(pixels, orientation)
     alpha = apply_orientation(alpha, orientation) if alpha is not None else None
     return Image(pixels, alpha, icc, exif_out, fmt)
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _check_png_complete(file: BinaryIO) -> None:
+    """Refuse a PNG whose image data stops early.
+
+    Pillow fills the missing rows with black without a word when the zlib stream ends before the
+    last row, so the decompressed size is counted here against the size the header promises.
+    """
+    file.seek(8)
+    header = file.read(25)
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header[8:21])
+    bits = _PNG_CHANNELS.get(colour, 1) * depth
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        cols, rows = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if cols > 0 and rows > 0:
+            expected += rows * (1 + (cols * bits + 7) // 8)
+    inflater, produced = zlib.decompressobj(), 0
+    file.seek(8)
+    while produced < expected:
+        head = file.read(8)
+        if len(head) < 8:
+            break
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IEND":
+            break
+        if kind != b"IDAT":
+            file.seek(length + 4, io.SEEK_CUR)
+            continue
+        data = file.read(length)
+        file.seek(4, io.SEEK_CUR)  # CRC (Pillow checked it)
+        while data and produced < expected:
+            produced += len(inflater.decompress(data, 1 << 20))
+            data = inflater.unconsumed_tail
+        if inflater.eof:
+            break
+    if produced < expected:
+        raise ImageError(f"truncated: the image data ends after {produced:,} of {expected:,} bytes")
 
 
 def _pil_to_arrays(im: PILImage.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -219,21 +389,19 @@ def _pil_to_arrays(im: PILImage.Image) -> tuple[np.ndarray, np.ndarray | None]:
         return (array.astype(np.float32) / 65535.0)[..., None], None
     if mode == "F":
         return np.asarray(im, dtype=np.float32)[..., None].copy(), None
-    raise ImageError(f"unsupported image mode {mode}")
+    raise ImageError(f"unsupported image mode {mode!r}")
 
 
-def _read_16bit_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_16bit_colour(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         import cv2
     except ImportError:
         raise ImageError(
-            f"{path}: 16-bit colour images need OpenCV to decode without losing bits "
-            "(pip install 'restorekit[image16]')"
+            "16-bit colour images need OpenCV to decode without losing bits (pip install 'restorekit[image16]')"
         ) from None
-    data = np.fromfile(path, dtype=np.uint8)
-    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
-        raise ImageError(f"{path}: cannot decode as a 16-bit colour image")
+        raise ImageError("cannot decode as a 16-bit colour image (damaged or truncated)")
     if array.shape[2] == 4:
         return np.ascontiguousarray(array[..., 2::-1]), np.ascontiguousarray(array[..., 3])
     return np.ascontiguousarray(array[..., ::-1]), None
@@ -247,7 +415,7 @@ def from_pil(im: PILImage.Image) -> Image:
     pixels, alpha = _pil_to_arrays(im)
     pixels = apply_orientation(pixels, orientation)
     alpha = apply_orientation(alpha, orientation) if alpha is not None else None
-    return Image(pixels, alpha, icc, _exif_bytes(exif), _PIL_TO_FORMAT.get(im.format or ""))
+    return Image(pixels, alpha, icc, _kept_exif(exif), _PIL_TO_FORMAT.get(im.format or ""))
 
 
 def to_pil(image: Image) -> PILImage.Image:
@@ -287,16 +455,32 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+def format_of_suffix(path: str | Path) -> str | None:
+    """The output format a file name's extension names (``.jpeg`` -> ``jpg``), or None."""
+    return SUFFIX_FORMATS.get(Path(path).suffix.lower())
+
+
+def output_suffix(source: str | Path, requested: str) -> str:
+    """The extension of the output for ``source`` under ``--format requested``.
+
+    ``same`` keeps the input's extension when restorekit writes that format, and is ``.png``
+    otherwise (GIF, PPM, no extension...), so an output's name always says what its data is.
+    """
+    if requested == "same":
+        suffix = Path(source).suffix
+        return suffix if suffix.lower() in SUFFIX_FORMATS else FORMATS["png"][1]
+    if requested not in FORMATS:
+        raise ImageError(f"unknown output format {requested!r}; choose one of same, {', '.join(FORMATS)}")
+    return FORMATS[requested][1]
+
+
 def output_format(source: Image, requested: str, path: Path | None = None) -> str:
     """Resolve ``--format``: ``same`` keeps the input's format (PNG when unknown)."""
     if requested == "same":
         if source.format is not None:
             return source.format
-        if path is not None:
-            suffix = path.suffix.lower()
-            for name, (_, ext) in FORMATS.items():
-                if suffix == ext or (name == "jpg" and suffix == ".jpeg") or (name == "tiff" and suffix == ".tiff"):
-                    return name
+        if path is not None and (named := format_of_suffix(path)) is not None:
+            return named
         return "png"
     if requested not in FORMATS:
         raise ImageError(f"unknown output format {requested!r}; choose one of same, {', '.join(FORMATS)}")
@@ -311,6 +495,7 @@ def encode_image(image: Image, fmt: str, quality: int = 95) -> bytes:
     """
     if fmt not in FORMATS:
         raise ImageError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    _check_finite(image)
     if fmt not in _ALPHA_FORMATS and image.alpha is not None:
         image = replace(image, alpha=None)
     if fmt not in _ICC_FORMATS:
@@ -339,6 +524,15 @@ def encode_image(image: Image, fmt: str, quality: int = 95) -> bytes:
     buffer = io.BytesIO()
     im.save(buffer, format=FORMATS[fmt][0], **options)
     return buffer.getvalue()
+
+
+def _check_finite(image: Image) -> None:
+    """NaN would become black (or stay NaN in a float TIFF) without a word: refuse to write it."""
+    for plane in (image.pixels, image.alpha):
+        if plane is not None and plane.dtype.kind == "f":
+            bad = int(np.count_nonzero(~np.isfinite(plane)))
+            if bad:
+                raise ImageError(f"{bad:,} of {plane.size:,} values to write are NaN or infinite; nothing was written")
 
 
 def _float_to_uint16(array: np.ndarray) -> np.ndarray:
@@ -393,10 +587,15 @@ def _umask() -> int:
 
 
 def write_bytes_atomic(data: bytes, destination: str | Path) -> Path:
-    """Write ``data`` to a temp file beside ``destination`` then rename it; nothing partial is left."""
+    """Write ``data`` to a temp file beside ``destination`` then rename it; nothing partial is left.
+
+    The temp name is short (``.restorekit-<pid>-<random>.part``) whatever the destination's name,
+    and ``clean_stale_temp_files`` removes the ones a killed process left behind.
+    """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
+    handle, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f"{TEMP_PREFIX}{os.getpid()}-",
+                                        suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -410,11 +609,72 @@ def write_bytes_atomic(data: bytes, destination: str | Path) -> Path:
     return destination
 
 
+def ensure_writable_folder(folder: str | Path) -> Path:
+    """Create ``folder`` (and its parents) and check that a file can be written in it, by creating
+    and deleting one of our temp files. Raises ``RestorekitError`` with the reason otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX)
+        os.close(handle)
+        os.unlink(probe)
+    except FileExistsError:
+        raise RestorekitError(f"{folder}: cannot be the output folder: a file of that name exists") from None
+    except OSError as exc:
+        raise RestorekitError(f"{folder}: cannot write in the output folder ({exc.strerror or exc})") from None
+    return folder
+
+
+def _writer_gone(name: str) -> bool:
+    """True when the pid in one of our temp names is not a running process on this machine."""
+    pid_text = name[len(TEMP_PREFIX):].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False
+
+
+def clean_stale_temp_files(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Delete the temp files ``write_bytes_atomic`` left in ``folder`` when its process was killed.
+
+    Only our own names are touched (``.restorekit-<pid>-*.part``), and only when that process is
+    gone or the file is older than a day (a writer on another machine sharing the folder).
+    Returns what was removed. A missing or unreadable folder is not an error.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    pattern = f"{TEMP_PREFIX}*{TEMP_SUFFIX}"
+    try:
+        candidates = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
+    except OSError:
+        return removed
+    now = time.time()
+    for path in candidates:
+        try:
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if _writer_gone(path.name) or now - info.st_mtime > STALE_TEMP_SECONDS:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # vanished meanwhile, or not ours to delete
+    return removed
+
+
 def write_image(image: Image, destination: str | Path, fmt: str | None = None, quality: int = 95) -> Path:
     """Encode and write ``image`` atomically. ``fmt`` defaults to the destination's suffix."""
     destination = Path(destination)
     if fmt is None:
-        fmt = output_format(replace(image, format=None), "same", destination)
+        fmt = format_of_suffix(destination) or "png"
     try:
         data = encode_image(image, fmt, quality)
         return write_bytes_atomic(data, destination)

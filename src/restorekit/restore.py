@@ -1,20 +1,27 @@
 """``restorekit restore``: restore image files in batches that never lose work.
 
-Every file is read, restored and written on its own: an unreadable, truncated, unsupported or
-too-large file is reported with its path and reason and the batch goes on; the exit code is 1 when
-any file failed. Outputs are written to a temp file in the destination folder and renamed, existing
-outputs are skipped unless ``--overwrite``, and an output path can never be an input path.
+Every input ends in exactly one of three ways, each reported on one line naming the file:
+restored (an output written atomically under its final name), failed (refused or broken, with
+the reason: unreadable, truncated, multi-frame, non-finite, not a regular file, too large...),
+or skipped (its output exists and ``--overwrite`` is off, or it is the same file as another
+input). The batch goes on past any one file. Exit codes: 0 when nothing failed (skips included),
+1 when any input failed, 2 when the run could not start (bad option, no model, an output folder
+that cannot be written: checked before the model is loaded), 130 when interrupted.
 
-The Python twin of the verb is ``restore_file``.
+Outputs are never an input, keep the input's extension when restorekit writes that format (else
+``.png``) and always hold the data their extension names. The Python twin of the verb is
+``restore_file``.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +31,19 @@ from tqdm import tqdm
 
 from . import hub
 from .errors import RestorekitError, WeightsError
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, READABLE_SUFFIXES, output_format, read_image, write_image
+from .imageio import (
+    DEFAULT_MAX_PIXELS,
+    FORMATS,
+    READABLE_SUFFIXES,
+    ImageWarning,
+    clean_stale_temp_files,
+    ensure_writable_folder,
+    format_of_suffix,
+    output_format,
+    output_suffix,
+    read_image,
+    write_image,
+)
 from .inference import Backend, RestoreOptions, TorchBackend, pick_device, restore_image
 from .model import RestorationModel, load
 from .zoo import PRESETS, TASKS
@@ -136,40 +155,104 @@ class BatchReport:
                 f"in {self.seconds:.1f} s")
 
 
-def collect_inputs(inputs: Iterable[str], recursive: bool = False) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """Expand files, folders and globs into ``(file, base folder)`` pairs, plus the inputs that matched nothing.
+@dataclass
+class InputList:
+    """What the INPUT arguments expand to: files to restore with their base folder, inputs that
+    cannot be restored (reported as failures) and files left out on purpose (reported skips)."""
 
-    The base folder keeps sub-folder structure in the output when a folder is given.
+    files: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def collect_inputs(inputs: Iterable[str], recursive: bool = False, exclude: Path | None = None) -> InputList:
+    """Expand files, folders and globs into ``(file, base folder)`` pairs; the base folder keeps
+    sub-folder structure in the output when a folder is given.
+
+    - An existing name is taken as it is, never as a glob (``[draft].png`` is that file).
+    - A name given explicitly is always an input, whatever it is: the reader refuses a broken or
+      looping link, a FIFO or a device with its reason. A folder contributes the entries with an
+      image suffix (``READABLE_SUFFIXES``), links and special files included, so those are
+      refused by name too instead of vanishing; files under ``exclude`` (the output folder) are
+      left out. With ``recursive``, a link to a folder is reported as skipped, not followed.
+    - A file reached twice (a link beside its target, a file named twice) is restored once; the
+      other names are reported as skipped.
     """
-    found: list[tuple[Path, Path]] = []
-    missing: list[tuple[Path, str]] = []
+    found = InputList()
+    candidates: list[tuple[Path, Path]] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
-            if not files:
-                missing.append((path, "folder has no images" + ("" if recursive else " (use --recursive for sub-folders)")))
-            found.extend((f, path) for f in files)
-        elif path.is_file():
-            found.append((path, path.parent))
-        else:
+        if os.path.lexists(path) and not path.is_dir():
+            candidates.append((path, path.parent))
+        elif path.is_dir():
+            files, links = _folder_entries(path, recursive, _strictly_inside(exclude, path))
+            found.skipped.extend((link, "a link to a folder inside a --recursive input is not followed")
+                                 for link in links)
+            if not files and not links:
+                found.failed.append((path, "folder has no images" + ("" if recursive else
+                                                                      " (use --recursive for sub-folders)")))
+            candidates.extend((file, path) for file in files)
+        elif glob.has_magic(item):
             matches = sorted(Path(m) for m in glob.glob(item, recursive=recursive))
-            files = [m for m in matches if m.is_file()]
+            files = [m for m in matches if not m.is_dir()]  # a glob selects files
             if not files:
-                missing.append((path, "no such file, folder or matching glob"))
-            found.extend((f, f.parent) for f in files)
-    unique: dict[Path, tuple[Path, Path]] = {}
-    for file, base in found:
-        unique.setdefault(file.resolve(), (file, base))
-    return list(unique.values()), missing
+                found.failed.append((path, "no file matches this glob"))
+            candidates.extend((file, file.parent) for file in files)
+        else:
+            found.failed.append((path, "no such file or folder"))
+    first: dict[str, Path] = {}
+    for file, base in candidates:
+        key = os.path.realpath(file)
+        if key in first:
+            again = "given twice" if first[key] == file else f"same file as {first[key]}, which is restored"
+            found.skipped.append((file, again))
+            continue
+        first[key] = file
+        found.files.append((file, base))
+    return found
+
+
+def _strictly_inside(inner: Path | None, outer: Path) -> str | None:
+    """The real path of ``inner`` when it is a folder below ``outer`` (not ``outer`` itself), else None."""
+    if inner is None:
+        return None
+    inner_real, outer_real = os.path.realpath(inner), os.path.realpath(outer)
+    return inner_real if inner_real.startswith(outer_real.rstrip(os.sep) + os.sep) else None
+
+
+def _folder_entries(folder: Path, recursive: bool, excluded: str | None) -> tuple[list[Path], list[Path]]:
+    """Image-suffixed entries of ``folder`` (sorted) and, with ``recursive``, the links to folders
+    in it (pathlib's ``**`` does not follow them, so they would otherwise vanish silently)."""
+    files: list[Path] = []
+    links: list[Path] = []
+    for entry in sorted(folder.glob("**/*" if recursive else "*")):
+        if excluded is not None and (os.path.realpath(entry) + os.sep).startswith(excluded + os.sep):
+            continue  # a previous run's outputs inside an input folder are not inputs
+        if entry.is_dir():
+            if recursive and entry.is_symlink():
+                links.append(entry)
+            continue
+        if entry.suffix.lower() in READABLE_SUFFIXES:
+            files.append(entry)
+    return files, links
 
 
 def output_path(source: Path, base: Path, outdir: Path, suffix: str, fmt: str) -> Path:
-    """``outdir / <path relative to base> / <stem><suffix><ext>``; ``fmt='same'`` keeps the extension."""
+    """``outdir / <path relative to base> / <stem><suffix><ext>``.
+
+    ``fmt='same'`` keeps the input's extension when restorekit writes that format and uses
+    ``.png`` otherwise (GIF, PPM, no extension); the data written always matches the extension.
+    """
     relative = source.relative_to(base) if source.is_relative_to(base) else Path(source.name)
-    ext = source.suffix if fmt == "same" else FORMATS[fmt][1]
-    return outdir / relative.parent / f"{relative.stem}{suffix}{ext}"
+    return outdir / relative.parent / f"{relative.stem}{suffix}{output_suffix(source, fmt)}"
+
+
+def prepare_output_folder(outdir: Path) -> None:
+    """Create ``outdir``, prove a file can be written in it, and clear our abandoned temp files,
+    before any model is loaded: an unusable folder stops the run at once (exit 2)."""
+    ensure_writable_folder(outdir)
+    for path in clean_stale_temp_files(outdir, recursive=True):
+        print(f"removed an abandoned temp file: {path}", file=sys.stderr)
 
 
 def restore_file(
@@ -205,8 +288,11 @@ def restore_file(
     backend = TorchBackend(loaded, precision)
     options = RestoreOptions(tile=tile, overlap=tile_overlap, tta=tta, progress=progress)
     image = read_image(source, max_pixels)
+    for note in image.notes:
+        warnings.warn(ImageWarning(note), stacklevel=2)
     restored = restore_image(image, backend, options)
-    return write_image(restored, destination, output_format(image, format, source))
+    fmt = format if format != "same" else format_of_suffix(destination) or output_format(image, "same", source)
+    return write_image(restored, destination, fmt)
 
 
 BACKENDS = ("torch", "onnx")
@@ -262,19 +348,24 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     report = BatchReport()
     outdir = Path(args.output)
-    files, missing = collect_inputs(args.inputs, args.recursive)
-    for path, reason in missing:
+    prepare_output_folder(outdir)
+    found = collect_inputs(args.inputs, args.recursive, exclude=outdir)
+    files = found.files
+    for path, reason in found.failed:
         report.failed.append((path, reason))
         print(f"failed: {path}: {reason}", file=sys.stderr)
+    for path, reason in found.skipped:
+        report.skipped.append(path)
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
     model = load_model(args.task, args.model, args.weights, args.scale, args.tlc, args.device)
     backend = make_backend(model, args.backend, args.precision)
     options = RestoreOptions(tile=args.tile, overlap=args.tile_overlap, tta=args.tta, progress=not args.quiet)
-    inputs = {f.resolve() for f, _ in files}
-    claimed: dict[Path, Path] = {}
+    inputs = {os.path.realpath(f) for f, _ in files}  # realpath: a looping link must not raise here
+    claimed: dict[str, Path] = {}
     bar = tqdm(files, desc="images", unit="img", disable=args.quiet or len(files) < 2)
     for source, base in bar:
         destination = output_path(source, base, outdir, args.suffix, args.format)
-        resolved = destination.resolve()
+        resolved = os.path.realpath(destination)
         if resolved in inputs:
             _fail(report, source, f"output {destination} is an input file; use --suffix or another -o", bar)
             continue
@@ -288,8 +379,10 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             image = read_image(source, args.max_pixels)
+            for note in image.notes:
+                bar.write(f"warning: {note}", file=sys.stderr)
             restored = restore_image(image, backend, options)
-            write_image(restored, destination, output_format(image, args.format, source))
+            write_image(restored, destination)  # the format its extension names (output_path chose it)
         except RestorekitError as exc:
             _fail(report, source, str(exc).removeprefix(f"{source}: "), bar)
             continue

@@ -93,7 +93,12 @@ def make_tile_fn(backend: Backend, channels: int, has_alpha: bool, tta: bool) ->
     scale = backend.scale
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return ensemble_x8(backend, x) if tta else backend(x)
+        out = ensemble_x8(backend, x) if tta else backend(x)
+        # NaN would leave as black pixels (inf as white) once quantised: refuse rather than write it.
+        if not bool(torch.isfinite(out).all()):
+            raise RestorekitError("the model's output holds NaN or infinite values (damaged weights, a NaN in "
+                                  "the input, or an fp16 overflow: try --precision fp32)")
+        return out
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         colour = x[:, :channels]
