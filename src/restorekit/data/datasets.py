@@ -169,12 +169,49 @@ class _ImageCache:
         return self.images[path]
 
 
+# Name tokens of noisy/clean pairs kept in one folder: PolyU (``Canon80D_8_8_3200_ball_1_real.JPG`` /
+# ``..._mean.JPG``) and SIDD (``0001_NOISY_SRGB_010.PNG`` / ``0001_GT_SRGB_010.PNG``).
+NOISY_TOKENS = {"real": "mean", "noisy": "gt"}
+
+
+def pair_in_folder(folder: str | Path) -> list[tuple[Path, Path]]:
+    """(noisy, clean) files of one folder matched by name: the stem's ``_real``/``_NOISY`` part replaced
+    by ``_mean``/``_GT`` (any case, any image suffix). Unmatched files are an error that lists them."""
+    root = Path(folder)
+    files = list_images(root)
+    by_key = {_key(p, root).lower(): p for p in files}
+    pairs: list[tuple[Path, Path]] = []
+    used: set[Path] = set()
+    for path in files:
+        parts = _key(path, root).split("_")
+        for i, part in enumerate(parts):
+            clean_token = NOISY_TOKENS.get(part.lower())
+            if clean_token is None:
+                continue
+            clean_key = "_".join([*parts[:i], clean_token, *parts[i + 1:]]).lower()
+            if clean_key in by_key:
+                pairs.append((path, by_key[clean_key]))
+                used.update((path, by_key[clean_key]))
+                break
+    unmatched = [p.relative_to(root).as_posix() for p in files if p not in used]
+    if not pairs:
+        raise ConfigError(
+            f"{root}: no noisy/clean pairs (expected names like scene_real.png + scene_mean.png or "
+            "0001_NOISY_x.png + 0001_GT_x.png, or give separate lq and gt folders)"
+        )
+    if unmatched:
+        more = f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else ""
+        raise ConfigError(f"{root}: files without a noisy/clean partner: {', '.join(unmatched[:10])}{more}")
+    return pairs
+
+
 class PairedFolder(torch.utils.data.Dataset):
-    """LQ/GT folders matched by name. With ``augment.patch`` the pair is randomly cropped."""
+    """LQ/GT folders matched by name, or noisy/clean pairs in one folder (``lq_dir=None``, see
+    :func:`pair_in_folder`). With ``augment.patch`` the pair is randomly cropped."""
 
     def __init__(
         self,
-        lq_dir: str | Path,
+        lq_dir: str | Path | None,
         gt_dir: str | Path,
         scale: int,
         channels: int = 3,
@@ -184,7 +221,8 @@ class PairedFolder(torch.utils.data.Dataset):
         max_images: int | None = None,
     ) -> None:
         _check_patch(augment, scale)
-        self.pairs = pair_files(lq_dir, gt_dir)[:max_images]
+        pairs = pair_in_folder(gt_dir) if lq_dir is None else pair_files(lq_dir, gt_dir)
+        self.pairs = pairs[:max_images]
         self.scale, self.augment, self.seed = scale, augment, seed
         self.cache = _ImageCache(channels, cache)
 
@@ -195,7 +233,7 @@ class PairedFolder(torch.utils.data.Dataset):
         return self.pairs[index][1].stem
 
     def __getitem__(self, key: SampleKey | int) -> tuple[torch.Tensor, torch.Tensor]:
-        key = _as_key(key)
+        key = as_key(key)
         lq_path, gt_path = self.pairs[key.image]
         lq, gt = self.cache.get(lq_path), self.cache.get(gt_path)
         s = self.scale
@@ -267,7 +305,7 @@ class DegradedFolder(torch.utils.data.Dataset):
         return self.lq_cache[path], gt
 
     def __getitem__(self, key: SampleKey | int) -> tuple[torch.Tensor, torch.Tensor]:
-        key = _as_key(key)
+        key = as_key(key)
         path = self.files[key.image]
         g = sample_generator(self.seed, key.epoch, key.position)
         s = self.scale
@@ -289,7 +327,7 @@ def _check_patch(augment: Augment, scale: int) -> None:
         raise ConfigError(f"data patch {augment.patch} must be a positive multiple of the scale {scale}")
 
 
-def _as_key(key: SampleKey | int) -> SampleKey:
+def as_key(key: SampleKey | int) -> SampleKey:
     if isinstance(key, (int, np.integer)):
         return SampleKey(0, int(key), int(key))
     return SampleKey(*key)

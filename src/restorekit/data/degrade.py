@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ConfigError
+from .camera import CameraNoise
 
 __all__ = [
     "DEGRADATION_FORMS",
@@ -421,7 +423,7 @@ class Degradation:
         """True when the chain draws nothing at random (no noise, no quality or sigma ranges), so one
         image always degrades to the same result and can be degraded once and cached."""
         for step in self.steps:
-            if isinstance(step, _Noise):
+            if isinstance(step, (_Noise, CameraNoise)):
                 return False
             if isinstance(step, (_Jpeg, _GaussBlur)) and step.low != step.high:
                 return False
@@ -447,7 +449,9 @@ DEGRADATION_FORMS = (
     "bicubic:K (MATLAB bicubic downscale by integer K), "
     "jpeg:Q | jpeg:LOW-HIGH (quality 1-100), "
     "gaussblur:SIZE:SIGMA | gaussblur:SIZE:LOW-HIGH (odd SIZE), "
-    "motionblur:SIZE:LENGTH:ANGLE (odd SIZE, degrees); chain steps with '+', e.g. bicubic:3+jpeg:90"
+    "motionblur:SIZE:LENGTH:ANGLE (odd SIZE, degrees), "
+    "camera | camera:ISO_LOW-ISO_HIGH[:jpeg=P][:q=LOW-HIGH][:sharpen=P][:smooth=P] (synthetic camera noise, RGB); "
+    "chain steps with '+', e.g. bicubic:3+jpeg:90"
 )
 
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
@@ -497,7 +501,38 @@ def _parse_step(part: str, spec: str) -> _Step:
         if len(args) != 3 or size % 2 == 0 or size < 1 or length <= 0:
             raise bad(f"{part!r} needs an odd SIZE, a positive LENGTH and an ANGLE")
         return _MotionBlur(size, length, angle)
+    if name == "camera":
+        return _parse_camera(args, bad)
     raise bad(f"unknown degradation {name!r}")
+
+
+def _parse_camera(args: list[str], bad: Callable[[str], ConfigError]) -> CameraNoise:
+    """``camera`` takes an optional ISO range first, then ``key=value`` options (probabilities, JPEG quality)."""
+    options: dict[str, object] = {}
+    if args and "=" not in args[0]:
+        iso = _parse_range(args.pop(0))
+        if iso is None or iso[0] <= 0:
+            raise bad("camera's first argument is an ISO range such as 100-12800")
+        options["iso_low"], options["iso_high"] = iso
+    keys = {"jpeg": "jpeg_probability", "sharpen": "sharpen_probability", "smooth": "smooth_probability"}
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key == "q":
+            quality = _parse_range(value)
+            if quality is None or quality[0] != int(quality[0]) or quality[1] != int(quality[1]):
+                raise bad(f"camera q={value!r} needs integer JPEG qualities LOW-HIGH")
+            options["jpeg_quality"] = (int(quality[0]), int(quality[1]))
+        elif key in keys:
+            try:
+                options[keys[key]] = float(value)
+            except ValueError:
+                raise bad(f"camera {key}={value!r} needs a probability in [0, 1]") from None
+        else:
+            raise bad(f"camera option {arg!r} is not one of ISO_LOW-ISO_HIGH, jpeg=P, q=LOW-HIGH, sharpen=P, smooth=P")
+    try:
+        return CameraNoise(**options)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise bad(str(exc)) from None
 
 
 def parse_degradation(spec: str) -> Degradation:
