@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pytest
@@ -215,3 +217,41 @@ def test_busy_port_is_a_readable_error(server: UIServer, tiny_weights: Path) -> 
 def test_out_of_range_port_is_a_readable_error(tiny_weights: Path, port: int) -> None:
     with pytest.raises(RestorekitError, match="--port must be 1-65535 \\(or 0 for any free port\\)"):
         app.create_server("127.0.0.1", port, models=[str(tiny_weights)], device="cpu")
+
+
+@pytest.mark.parametrize("name", ["图片.png", "фото.png", "café \"quoted\"; x.png"])
+def test_any_upload_name_can_be_downloaded(server: UIServer, tiny_weights: Path, tmp_path: Path, name: str) -> None:
+    """QA: a non-Latin-1 name made the Content-Disposition header raise and the download hang."""
+    state = upload(server, png_bytes(tmp_path), f"model={tiny_weights.resolve()}&filename={quote(name)}")
+    assert state["status"] == "done", state
+    status, headers, body = request(server, "GET", f"/api/jobs/{state['id']}/result")
+    assert status == 200 and body.startswith(b"\x89PNG")
+    disposition = headers["Content-Disposition"]
+    disposition.encode("ascii")  # the whole header is ASCII: nothing for the server to fail on
+    exact = disposition.split("filename*=UTF-8''", 1)[1]
+    assert unquote(exact) == state["download_name"] and state["download_name"].endswith("_restored.png")
+    fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
+    assert fallback.endswith("_restored.png") and '"' not in fallback
+
+
+def test_a_burst_of_uploads_is_accepted(server: UIServer, tiny_weights: Path, tmp_path: Path) -> None:
+    """QA: 20 uploads at once overflowed the listen backlog of 5 and some connections were reset."""
+    assert server.request_queue_size >= 64
+    data = png_bytes(tmp_path, 8, 8)
+    barrier = threading.Barrier(40)
+    statuses: list[int | str] = []
+
+    def post() -> None:
+        barrier.wait()
+        try:
+            statuses.append(request(server, "POST", f"/api/restore?model={tiny_weights.resolve()}&filename=b.png",
+                                    data, {"X-Restorekit": "1"})[0])
+        except OSError as exc:  # a reset connection
+            statuses.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=post) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert statuses == [202] * 40

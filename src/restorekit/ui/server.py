@@ -29,7 +29,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..errors import RestorekitError
 from .jobs import Catalogue, JobRunner, Options, list_samples, sample_file
@@ -60,10 +60,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def content_disposition(filename: str) -> str:
+    """An attachment header for any file name: an ASCII ``filename`` for old clients and the exact
+    name as RFC 5987 ``filename*=UTF-8''...`` (RFC 6266). HTTP headers are Latin-1 on the wire, so
+    a name such as ``图片.png`` sent as-is cannot be encoded at all."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in filename) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 class UIServer(ThreadingHTTPServer):
     """The server plus what its handlers share: the catalogue, the job runner and the limits."""
 
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a page dropping 20 files at once overflowed it and
+    # some connections were reset. Handler threads are cheap; the job queue already runs one at a time.
+    request_queue_size = 128
 
     def __init__(self, host: str, port: int, catalogue: Catalogue, max_pixels: int | None,
                  max_upload_bytes: int) -> None:
@@ -190,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
             assert job.result is not None
             content_type = IMAGE_TYPES.get(job.result.suffix.lower(), "application/octet-stream")
             self._send(HTTPStatus.OK, job.result.read_bytes(), content_type,
-                       {"Content-Disposition": f'attachment; filename="{job.download_name}"'})
+                       {"Content-Disposition": content_disposition(job.download_name)})
 
     def _post(self) -> None:
         url = urlsplit(self.path)
