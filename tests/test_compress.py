@@ -233,16 +233,17 @@ def _crop(shared_data, relative: str, size: int) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float()[None] / 255
 
 
-def test_shipped_denoiser_removes_noise(shared_data, device: torch.device) -> None:
+@pytest.mark.parametrize("name", ["restorekit-denoise", "restorekit-denoise-gaussian"])
+def test_shipped_denoiser_removes_noise(shared_data, device: torch.device, name: str) -> None:
     from restorekit.conventions import RESTORATION_RGB
     from restorekit.data.degrade import add_gaussian_noise
     from restorekit.hub import PACKAGE_WEIGHTS
     from restorekit.metrics import psnr
     from restorekit.model import load
 
-    assert (PACKAGE_WEIGHTS / "restorekit-denoise.md").is_file()
-    assert (PACKAGE_WEIGHTS / "restorekit-denoise.safetensors").stat().st_size < 5_000_000
-    model = load("restorekit-denoise", device=device)
+    assert (PACKAGE_WEIGHTS / f"{name}.md").is_file()
+    assert (PACKAGE_WEIGHTS / f"{name}.safetensors").stat().st_size < 5_000_000
+    model = load(name, device=device)
     clean = _crop(shared_data, "denoise/Kodak24/kodim05.png", 96).to(device)
     noisy = add_gaussian_noise(clean, 25, torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -133,7 +133,7 @@ def test_broken_yaml_is_one_line_with_position(tmp_path: Path) -> None:
 
 
 def test_gt_folder_lists_and_precompute_are_for_degraded_sets(tmp_path: Path) -> None:
-    from restorekit.train.loop import make_dataset
+    from restorekit.data.build import make_dataset
 
     config = config_from_dict({**MINIMAL, "data": {"train": {"gt": ["a", "b"], "kind": "degraded"}}})
     assert config.data.train.gt == ("a", "b")
@@ -150,7 +150,7 @@ def test_gt_folder_lists_and_precompute_are_for_degraded_sets(tmp_path: Path) ->
 def test_channel_shuffle_reaches_the_training_set_only(tmp_path: Path) -> None:
     from PIL import Image
 
-    from restorekit.train.loop import make_dataset
+    from restorekit.data.build import make_dataset
 
     Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
     section = {"gt": str(tmp_path), "kind": "degraded", "degradation": "awgn:10", "channel_shuffle": True}

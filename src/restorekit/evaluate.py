@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .conventions import SR_Y, MetricConvention
+from .conventions import RESTORATION_RGB, SR_Y, MetricConvention
 from .data.degrade import Degradation, imresize, parse_degradation
 from .errors import ConfigError, ImageError
 from .inference.runner import pick_device
@@ -46,6 +46,7 @@ from .metrics import measure, rgb_to_y
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _GT_FOLDER_NAMES = {"hr", "gt", "target", "targets", "groundtruth", "ground_truth", "original", "clean", "sharp"}
 BICUBIC = "bicubic"  # pseudo-model name: MATLAB bicubic upscaling of the LR input
+INPUT = "input"  # pseudo-model name: the input itself (what a noisy/degraded set scores before restoration)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,6 +236,19 @@ def _image_seed(seed: int, name: str) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
+class Passthrough:
+    """The ``input`` pseudo-model: returns its input, so ``eval input`` scores the degraded images."""
+
+    scale = 1
+    in_channels = 3
+    alignment = 1
+    name = INPUT
+    preset = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class BicubicUpscaler:
     """The ``bicubic`` pseudo-model: MATLAB bicubic upscaling, the floor every SR paper reports."""
 
@@ -297,8 +311,9 @@ def evaluate(
     dataset: str | None = None,
     device: str | torch.device | None = None,
     limit: int | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
     overrides: dict[str, Any] | None = None,
+    paired: bool = False,
 ) -> EvalResult:
     """Measure PSNR/SSIM of ``model`` on the images of ``hr_dir``.
 
@@ -311,9 +326,14 @@ def evaluate(
     number (default: guessed from the folder, ``.../Set5/HR`` -> ``Set5``). ``overrides``: fields of
     :class:`MetricConvention` replaced on top of that convention (what ``--y/--crop/--float/--ssim`` set).
     ``device`` is where a model named by string is loaded; a model object is used where it already is.
+    ``paired``: ``hr_dir`` holds noisy/clean pairs of a restoration task in one folder, matched by name
+    (PolyU's ``<scene>_real``/``<scene>_mean``, SIDD's ``NOISY``/``GT``); no synthetic degradation.
+    ``model`` may also be ``"input"``, which scores the inputs themselves.
     """
     hr_dir = Path(hr_dir)
     lr_path = Path(lr_dir) if lr_dir is not None else None
+    if paired and (lr_path is not None or degrade is not None):
+        raise ConfigError("--pairs reads inputs and ground truths from one folder; drop --lr/--degrade")
     if lr_path is not None and degrade is not None:
         raise ConfigError("--degrade makes inputs from the HR images; it cannot be combined with --lr")
     degradation = parse_degradation(degrade) if isinstance(degrade, str) else degrade
@@ -327,6 +347,8 @@ def evaluate(
         if k is None or k < 2:
             raise ConfigError("the bicubic pseudo-model needs a scale: pass --scale K (K >= 2)")
         net: Any = BicubicUpscaler(k)
+    elif isinstance(model, (str, Path)) and str(model) == INPUT:
+        net = Passthrough()
     elif isinstance(model, (str, Path)):
         from .model import load
 
@@ -343,7 +365,7 @@ def evaluate(
         raise ConfigError(f"model {getattr(net, 'name', model)} upscales x{model_scale} but the data is x{data_scale}")
     if degradation is not None and degradation.scale not in (1, data_scale):
         raise ConfigError(f"degradation {degradation.spec!r} downscales x{degradation.scale} but the scale is x{data_scale}")
-    if lr_path is None and degradation is None:
+    if lr_path is None and degradation is None and not paired:
         if data_scale > 1:
             degradation = parse_degradation(f"bicubic:{data_scale}")
         else:
@@ -355,14 +377,16 @@ def evaluate(
             convention = preset.convention
         elif data_scale > 1:
             convention = SR_Y
+        elif paired:  # real pairs: the restoration convention (RGB, uint8, no crop), pseudo-models included
+            convention = RESTORATION_RGB
         else:
             convention = MetricConvention()
     if overrides:
         convention = replace(convention, **overrides)
     if preset is not None:
         name = preset.name
-    elif isinstance(net, BicubicUpscaler):
-        name = BICUBIC
+    elif isinstance(net, (BicubicUpscaler, Passthrough)):
+        name = net.name
     elif isinstance(model, (str, Path)):
         name = Path(model).name
     else:
@@ -372,21 +396,28 @@ def evaluate(
     if in_channels not in (1, 3):
         raise ConfigError(f"model {name} takes {in_channels} channels; evaluation supports 1 (grey/Y) or 3 (RGB)")
 
-    hr_files = _list_images(hr_dir, "ground-truth")
-    if lr_path is not None:
-        pairs: list[tuple[Path, Path | None]] = list(pair_files(hr_files, _list_images(lr_path, "input"), data_scale))
+    if paired:
+        if data_scale != 1:
+            raise ConfigError(f"--pairs is for restoration models (scale 1); {name} upscales x{data_scale}")
+        from .data.datasets import pair_in_folder
+
+        pairs: list[tuple[Path, Path | None]] = [(clean, noisy) for noisy, clean in pair_in_folder(hr_dir)]
+    elif lr_path is not None:
+        hr_files = _list_images(hr_dir, "ground-truth")
+        pairs = list(pair_files(hr_files, _list_images(lr_path, "input"), data_scale))
     else:
-        pairs = [(p, None) for p in hr_files]
+        pairs = [(p, None) for p in _list_images(hr_dir, "ground-truth")]
     total = len(pairs)
     if limit is not None:
         pairs = pairs[:limit]
 
     results: list[ImageResult] = []
     iterator: Any = pairs
-    if progress:
+    if progress is not False:  # per image, with ETA; None: only when stderr is a terminal
         from tqdm import tqdm  # type: ignore[import-untyped]
 
-        iterator = tqdm(pairs, desc=f"eval {name}", unit="img", file=sys.stderr)
+        iterator = tqdm(pairs, desc=f"eval {name}", unit="img", file=sys.stderr,
+                        disable=None if progress is None else False)
     for hr_file, lr_file in iterator:
         hr = read_image(hr_file)
         h, w = hr.shape[-2] // data_scale * data_scale, hr.shape[-1] // data_scale * data_scale
@@ -405,7 +436,7 @@ def evaluate(
         if model_scale == 1 and data_scale > 1:
             lr = imresize(lr, size=(h, w))  # pre-upsampling network: it restores a bicubic-upscaled input
         x = lr[None].to(dev)
-        if isinstance(net, BicubicUpscaler):
+        if isinstance(net, (BicubicUpscaler, Passthrough)):
             out = net(x)
         else:
             x = x.to(next(net.parameters()).dtype) if hasattr(net, "parameters") else x
@@ -415,10 +446,15 @@ def evaluate(
             raise ConfigError(f"model {name} returned {tuple(out.shape)} for {hr_file.name}, expected {tuple(hr.shape)}")
         scores = measure(out, hr.to(out.device), convention, scale=data_scale)
         results.append(ImageResult(hr_file.stem, scores["psnr"], scores["ssim"]))
-        if progress and hasattr(iterator, "set_postfix"):
+        if hasattr(iterator, "set_postfix"):
             iterator.set_postfix(psnr=f"{scores['psnr']:.2f}")
 
-    source = str(lr_path) if lr_path is not None else f"{degradation.describe()} of {hr_dir} (seed {seed})"  # type: ignore[union-attr]
+    if paired:
+        source = f"noisy/clean pairs in {hr_dir}"
+    elif lr_path is not None:
+        source = str(lr_path)
+    else:
+        source = f"{degradation.describe()} of {hr_dir} (seed {seed})"  # type: ignore[union-attr]
     return EvalResult(
         model=name,
         dataset=dataset,
@@ -475,8 +511,13 @@ def _current_umask() -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``restorekit eval``."""
-    parser.add_argument("model", metavar="MODEL", help="preset name, weights file, or 'bicubic' (the bicubic floor)")
-    parser.add_argument("--hr", required=True, type=Path, help="folder of ground-truth images")
+    parser.add_argument("model", metavar="MODEL",
+                        help="preset name, weights file, 'bicubic' (the bicubic floor) or 'input' (score the inputs)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--hr", type=Path, help="folder of ground-truth images")
+    where.add_argument("--pairs", type=Path, metavar="DIR",
+                       help="one folder of real noisy/clean pairs matched by name (scene_real.png + scene_mean.png, "
+                            "or 0001_NOISY_x.png + 0001_GT_x.png); restoration models only, no synthetic degradation")
     parser.add_argument("--lr", type=Path, help="folder of inputs paired by name (babyx4.png <-> baby.png)")
     parser.add_argument("--scale", type=int, help="SR factor (default: the model's)")
     parser.add_argument("--degrade", help="synthesise inputs from the ground truth, e.g. awgn:25, bicubic:4, bicubic:3+jpeg:90")
@@ -493,7 +534,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ssim", choices=("2d", "3d"), help="SSIM variant")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                        help="no progress bar (there is none either when stderr is not a terminal)")
 
 
 def _overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -515,9 +557,10 @@ def run(args: argparse.Namespace) -> int:
     """``restorekit eval``: print the per-image table and the mean (and the paper's number), optionally write JSON."""
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    result = evaluate(args.model, args.hr, lr_dir=args.lr, scale=args.scale, degrade=args.degrade,
+    result = evaluate(args.model, args.pairs or args.hr, lr_dir=args.lr, scale=args.scale, degrade=args.degrade,
                       seed=args.seed, dataset=args.dataset, device=args.device, limit=args.limit,
-                      progress=not args.no_progress, overrides=_overrides_from_args(args))
+                      progress=False if args.no_progress else None, overrides=_overrides_from_args(args),
+                      paired=args.pairs is not None)
     print(result.table())
     if args.json is not None:
         write_json_atomic(result.to_json(), args.json)

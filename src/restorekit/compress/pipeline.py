@@ -142,8 +142,9 @@ def _stage_recipe(config: CompressConfig, stage: str, init: str | None) -> dict[
 @torch.no_grad()
 def evaluate(net: nn.Module, sets: tuple[EvalSet, ...], scale: int, device: torch.device) -> dict[str, float]:
     """Mean PSNR (Y, border = scale) per eval set."""
+    from ..data.build import make_dataset
     from ..train.config import DatasetSection
-    from ..train.loop import evaluate_set, make_dataset
+    from ..train.loop import evaluate_set
 
     scores = {}
     for item in sets:

@@ -40,8 +40,11 @@ class ModelSection:
 @dataclass(frozen=True)
 class DatasetSection:
     """One image set. ``paired``: LQ/GT folders matched by file name (an ``x4``-style suffix on the
-    LQ name is tolerated). ``degraded``: GT only; the LQ is made on the fly by ``degradation``
-    (a ``restorekit.data.degrade.parse_degradation`` spec such as ``awgn:0-50`` or ``bicubic:3+jpeg:90``).
+    LQ name is tolerated), or, with ``gt`` only, noisy/clean pairs in one folder (PolyU's
+    ``<scene>_real``/``<scene>_mean``, SIDD's ``NOISY``/``GT``). ``degraded``: GT only; the LQ is made on
+    the fly by ``degradation`` (a ``restorekit.data.degrade.parse_degradation`` spec such as ``awgn:0-50``,
+    ``camera:25-12800`` or ``bicubic:3+jpeg:90``). ``data.train`` may list several sets: each sample then
+    comes from one of them with probability proportional to its ``weight``.
     """
 
     gt: str | tuple[str, ...]  # degraded sets may list several GT folders (used as one set)
@@ -58,11 +61,12 @@ class DatasetSection:
     precompute_lq: bool = False
     repeat: int = 1  # passes over the folder per epoch (BasicSR's dataset_enlarge_ratio)
     max_images: int | None = None  # use only the first N files (sorted by name)
+    weight: float = 1.0  # share of the samples when data.train lists several sets
 
 
 @dataclass(frozen=True)
 class DataSection:
-    train: DatasetSection
+    train: DatasetSection | tuple[DatasetSection, ...]  # several sets: a weighted mixture
     val: DatasetSection | None = None
     batch_size: int = 16  # per process; the global batch is batch_size * world size
     num_workers: int = 0
@@ -196,6 +200,8 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
                 return _convert(option, value, path)
             except ConfigError as exc:
                 errors.append(str(exc))
+                if _same_shape(option, value):  # the option the value was meant as: its error is the useful one
+                    raise
         raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {_describe(value)} fits none of {hint}")
     if origin is Literal:
         if value not in args:
@@ -240,6 +246,13 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
         return value
     raise ConfigError(f"{path}: unsupported field type {hint}")  # a bug in a Config class, not user input
+
+
+def _same_shape(hint: Any, value: Any) -> bool:
+    """A mapping given for a dataclass, or a list for a tuple: the union member the value was written as."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return isinstance(value, Mapping)
+    return typing.get_origin(hint) is tuple and isinstance(value, (list, tuple))
 
 
 def _describe(value: Any) -> str:

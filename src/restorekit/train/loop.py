@@ -24,12 +24,13 @@ from torch import nn
 
 from .. import conventions
 from ..conventions import MetricConvention
-from ..data.datasets import Augment, DegradedFolder, EpochBatchSampler, PairedFolder, SampleKey
+from ..data.build import make_dataset, make_train_set
+from ..data.datasets import DegradedFolder, EpochBatchSampler, PairedFolder, SampleKey
 from ..errors import ConfigError
 from ..model import RestorationModel, build_model
 from . import distributed
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from .config import DatasetSection, RunConfig, dump_config, load_config, to_dict
+from .config import RunConfig, dump_config, load_config, to_dict
 from .ema import EMA
 from .losses import get_loss, staged_loss
 from .schedules import lr_at
@@ -127,10 +128,8 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
         net = nn.parallel.DistributedDataParallel(model.net, device_ids=[device.index] if device.type == "cuda" else None)
 
     # --- data --------------------------------------------------------------------------------------
-    train_set = make_dataset(cfg.data.train, arch.scale, arch.in_channels, cfg.train.seed, train=True)
-    sampler = EpochBatchSampler(
-        len(train_set), cfg.data.batch_size, cfg.train.seed, cfg.data.train.repeat, info.rank, info.world_size
-    )
+    train_set, repeat = make_train_set(cfg.data.train, arch.scale, arch.in_channels, cfg.train.seed)
+    sampler = EpochBatchSampler(len(train_set), cfg.data.batch_size, cfg.train.seed, repeat, info.rank, info.world_size)
     # Persistent workers keep their in-memory image caches across epochs; the sampler itself runs
     # in this process, so its (epoch, start batch) changes still reach every worker.
     loader = torch.utils.data.DataLoader(
@@ -286,25 +285,6 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
 
 # ------------------------------------------------------------------------------------------------
 # Pieces the loop picks by config.
-
-
-def make_dataset(
-    section: DatasetSection, scale: int, channels: int, seed: int, train: bool
-) -> PairedFolder | DegradedFolder:
-    """A dataset from a config section; validation sets are never cropped or augmented."""
-    augment = Augment(section.patch, section.flip, section.rot90, section.channel_shuffle) if train else Augment()
-    if section.kind == "paired":
-        if section.lq is None:
-            raise ConfigError("data: a paired set needs both lq and gt folders (or kind: degraded)")
-        if not isinstance(section.gt, str):
-            raise ConfigError("data: a paired set takes one gt folder (a list of folders is for kind: degraded)")
-        if section.precompute_lq:
-            raise ConfigError("data: precompute_lq is for kind: degraded (a paired set's LQ is already on disk)")
-        return PairedFolder(section.lq, section.gt, scale, channels, augment, seed, section.cache, section.max_images)
-    if section.degradation is None:
-        raise ConfigError("data: a degraded set needs a degradation spec, e.g. awgn:0-50 or bicubic:4")
-    return DegradedFolder(section.gt, section.degradation, scale, channels, augment, seed, section.cache,
-                          section.max_images, section.precompute_lq)
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
