@@ -25,6 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("restorekit.export.cli", "export a model to ONNX"),
     "bench": ("restorekit.bench", "measure params, MACs, latency and memory"),
     "ui": ("restorekit.ui.app", "serve the local web UI"),
+    "report": ("restorekit.batch.cli", "merge the shard reports of a sharded restore run"),
 }
 
 

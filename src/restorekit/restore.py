@@ -20,16 +20,18 @@ import glob
 import os
 import sys
 import tempfile
-import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from . import hub
+from .batch.driver import ShardPlan, finish, join_group, run_shard, summary
+from .batch.engine import EngineOptions, Job
+from .batch.report import Outcome
+from .batch.shard import device_for, parse_shard, placement_from_env, thread_count
 from .errors import RestorekitError, WeightsError
 from .imageio import (
     DEFAULT_MAX_PIXELS,
@@ -139,20 +141,6 @@ def _alternatives(task: str, failed: str, scale: int | None) -> str:
     which = f"--task {task}" + (f" --scale {scale}" if scale is not None else "")
     return (f"no other {which} model has weights here: put a preset's weights file (`restorekit models` lists "
             "them) in a folder named by RESTOREKIT_WEIGHTS, or pass --weights FILE.")
-
-
-@dataclass
-class BatchReport:
-    """What a batch did: written outputs, skipped outputs and failures with reasons."""
-
-    done: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        return (f"done {len(self.done)}, failed {len(self.failed)}, skipped {len(self.skipped)} "
-                f"in {self.seconds:.1f} s")
 
 
 @dataclass
@@ -342,59 +330,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"refuse larger images (decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    scale = parser.add_argument_group("many files, processes and machines (docs/scale.md)")
+    scale.add_argument("--batch-size", type=_positive, default=1, metavar="N",
+                       help="restore up to N same-size images per forward pass (as memory allows; default 1)")
+    scale.add_argument("--io-threads", type=_non_negative, default=2, metavar="N",
+                       help="threads decoding ahead of and encoding behind the network, each (0: inline; default 2)")
+    scale.add_argument("--threads", type=_positive, metavar="N",
+                       help="torch CPU threads (default: OMP_NUM_THREADS, else CPUs / processes on this machine)")
+    scale.add_argument("--shard", metavar="K/N",
+                       help="restore only shard K of N of the sorted inputs (Slurm arrays, k8s indexed jobs; "
+                            "torchrun's RANK/WORLD_SIZE are read without it)")
+    scale.add_argument("--report", metavar="FILE.json",
+                       help="write every input's outcome as JSON (per shard FILE.rank<K>.json, then merged)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    report = BatchReport()
+    placement = placement_from_env(parse_shard(args.shard) if args.shard else None)
+    torch.set_num_threads(thread_count(placement, args.threads))
     outdir = Path(args.output)
     prepare_output_folder(outdir)
     found = collect_inputs(args.inputs, args.recursive, exclude=outdir)
-    files = found.files
-    for path, reason in found.failed:
-        report.failed.append((path, reason))
-        print(f"failed: {path}: {reason}", file=sys.stderr)
-    for path, reason in found.skipped:
-        report.skipped.append(path)
-        print(f"skipped: {path}: {reason}", file=sys.stderr)
-    model = load_model(args.task, args.model, args.weights, args.scale, args.tlc, args.device)
+    jobs = plan_jobs(found.files, outdir, args.suffix, args.format)
+    extra = [Outcome(str(path), None, "failed", reason) for path, reason in found.failed]
+    extra += [Outcome(str(path), None, "skipped", reason) for path, reason in found.skipped]
+    grouped = join_group(placement)  # under torchrun: meet the other processes at the end
+    device = device_for(args.device, placement)
+    model = load_model(args.task, args.model, args.weights, args.scale, args.tlc, device)
     backend = make_backend(model, args.backend, args.precision)
-    options = RestoreOptions(tile=args.tile, overlap=args.tile_overlap, tta=args.tta, progress=not args.quiet)
-    inputs = {os.path.realpath(f) for f, _ in files}  # realpath: a looping link must not raise here
+    options = EngineOptions(
+        restore=RestoreOptions(tile=args.tile, overlap=args.tile_overlap, tta=args.tta, progress=not args.quiet),
+        overwrite=args.overwrite, max_pixels=args.max_pixels, io_threads=args.io_threads,
+    )
+    plan = ShardPlan(jobs, placement, args.batch_size, outdir, extra)
+    report_path = Path(args.report) if args.report else None
+    report = run_shard(plan, backend, options, report_path, model.name, args.quiet)
+    print(summary(report))  # each failure was already printed, once, when it happened
+    return finish(report, placement, report_path, grouped)
+
+
+def plan_jobs(files: Sequence[tuple[Path, Path]], outdir: Path, suffix: str, fmt: str) -> list[Job]:
+    """The run's jobs in sorted input order, each with its output path or the reason it has none.
+
+    Every process of a sharded run plans the same list, so conflicts (an output that is an input,
+    two inputs with one output) are decided the same way everywhere: the first in sorted order wins.
+    """
+    ordered = sorted(files, key=lambda pair: str(pair[0]))
+    inputs = {os.path.realpath(f) for f, _ in ordered}  # realpath: a looping link must not raise here
     claimed: dict[str, Path] = {}
-    bar = tqdm(files, desc="images", unit="img", disable=args.quiet or len(files) < 2)
-    for source, base in bar:
-        destination = output_path(source, base, outdir, args.suffix, args.format)
+    jobs: list[Job] = []
+    for index, (source, base) in enumerate(ordered):
+        destination = output_path(source, base, outdir, suffix, fmt)
         resolved = os.path.realpath(destination)
+        problem = None
         if resolved in inputs:
-            _fail(report, source, f"output {destination} is an input file; use --suffix or another -o", bar)
-            continue
-        if resolved in claimed:
-            _fail(report, source, f"output {destination} is also the output of {claimed[resolved]}", bar)
-            continue
-        claimed[resolved] = source
-        if destination.exists() and not args.overwrite:
-            report.skipped.append(destination)
-            bar.write(f"skipped: {destination} exists (use --overwrite)", file=sys.stderr)
-            continue
-        try:
-            image = read_image(source, args.max_pixels)
-            for note in image.notes:
-                bar.write(f"warning: {note}", file=sys.stderr)
-            restored = restore_image(image, backend, options)
-            write_image(restored, destination)  # the format its extension names (output_path chose it)
-        except RestorekitError as exc:
-            _fail(report, source, str(exc).removeprefix(f"{source}: "), bar)
-            continue
-        except Exception as exc:  # noqa: BLE001 - one bad file must not end the batch; the reason is reported
-            _fail(report, source, f"{type(exc).__name__}: {exc}", bar)
-            continue
-        report.done.append(destination)
-    report.seconds = time.perf_counter() - started
-    print(report.summary())  # each failure was already printed, once, when it happened
-    return 1 if report.failed else 0
-
-
-def _fail(report: BatchReport, source: Path, reason: str, bar: tqdm) -> None:
-    report.failed.append((source, reason))
-    bar.write(f"failed: {source}: {reason}", file=sys.stderr)
+            problem = f"output {destination} is an input file; use --suffix or another -o"
+        elif resolved in claimed:
+            problem = f"output {destination} is also the output of {claimed[resolved]}"
+        else:
+            claimed[resolved] = source
+        jobs.append(Job(index, source, destination, problem))
+    return jobs

@@ -11,6 +11,7 @@ Colour handling (per tile, on the model's device):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import RestorekitError
-from ..imageio import Image, from_pil, to_pil
+from ..imageio import Image, from_pil, max_value, to_pil
 from .runner import Backend, TorchBackend, available_memory
 from .tiling import (
     SMALL_IMAGE_PIXELS,
@@ -106,8 +107,9 @@ def make_tile_fn(backend: Backend, channels: int, has_alpha: bool, tta: bool) ->
             out = run(colour)
         elif model_channels == 3:  # grey image through an RGB model
             rgb = run(colour.expand(-1, 3, -1, -1).contiguous())
-            weights = torch.tensor(_LUMA, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
-            out = (rgb * weights).sum(dim=1, keepdim=True)
+            # spelled out, not a sum over dim 1: a reduction's order depends on the batch size, and an
+            # image must come out the same alone or in a batch
+            out = rgb[:, 0:1] * _LUMA[0] + rgb[:, 1:2] * _LUMA[1] + rgb[:, 2:3] * _LUMA[2]
         else:  # colour image through a grey model: restore luminance, keep chroma
             ycc = rgb_to_ycbcr(colour)
             luma = run(ycc[:, :1].contiguous())
@@ -204,6 +206,11 @@ def _tile_size(backend: Backend, options: RestoreOptions, channels: int, has_alp
         return options.tile
     if height * width <= SMALL_IMAGE_PIXELS:
         return max(height, width)
+    return _memory_tile(backend, options, channels, has_alpha)
+
+
+def _memory_tile(backend: Backend, options: RestoreOptions, channels: int, has_alpha: bool) -> int:
+    """The automatic tile side: the largest square whose activations fit the memory budget."""
     model = getattr(backend, "model", None)
     if model is None:
         per_pixel = 4096.0  # unknown runtime: a conservative 4 KB per pixel
@@ -217,6 +224,95 @@ def restore_image(image: Image, backend: Backend, options: RestoreOptions = Rest
     """Restore a decoded ``Image``; metadata (ICC, EXIF, format) is carried over."""
     pixels, alpha = restore_planes(image.pixels, image.alpha, backend, options)
     return Image(pixels, alpha, image.icc_profile, image.exif, image.format)
+
+
+def batch_key(image: Image) -> tuple[object, ...]:
+    """Images with equal keys can go through the network together (same size, depth, planes)."""
+    return (image.pixels.shape, image.pixels.dtype.str, image.alpha is not None)
+
+
+def batch_capacity(backend: Backend, options: RestoreOptions, height: int, width: int, channels: int = 3,
+                   has_alpha: bool = False) -> int:
+    """How many ``height x width`` images one forward pass may hold; 0 when one image needs tiles.
+
+    The memory rule is the tiling's: a batch holds as many pixels as one tile would (the automatic
+    tile fits the memory budget; an explicit ``--tile`` caps the pixels per forward). ``tile=0``
+    (no tiling) puts no limit.
+    """
+    if options.tile == 0:
+        return 1 << 30
+    if options.tile is not None:
+        tile = options.tile
+    else:  # not _tile_size: a small image is one piece alone, but a batch of them still has to fit
+        tile = max(_tile_size(backend, options, channels, has_alpha, height, width),
+                   _memory_tile(backend, options, channels, has_alpha))
+    if height > tile or width > tile:
+        return 0
+    return max(1, (tile * tile) // (height * width))
+
+
+def restore_batch(images: Sequence[Image], backend: Backend, options: RestoreOptions = RestoreOptions()) -> list[Image]:
+    """Restore images of one ``batch_key`` with as few forward passes as memory allows.
+
+    Each image comes out exactly as ``restore_image`` would make it from the same network output:
+    the batch's output slices go through the single-tile path of ``run_tiled`` (same float
+    conversion, rounding and clipping). Kernels whose rounding depends on the batch size can still
+    differ from one-at-a-time by float rounding. Images that need tiles, and a batch that runs out
+    of memory, go one at a time through ``restore_image`` (which halves its tiles on OOM).
+    """
+    if len(images) <= 1:
+        return [restore_image(image, backend, options) for image in images]
+    key = batch_key(images[0])
+    if any(batch_key(image) != key for image in images[1:]):
+        raise RestorekitError("restore_batch: images differ in size, depth or alpha; group them by batch_key")
+    first = images[0]
+    height, width, channels = first.pixels.shape
+    has_alpha = first.alpha is not None
+    capacity = batch_capacity(backend, options, height, width, channels, has_alpha)
+    if capacity <= 1:
+        return [restore_image(image, backend, options) for image in images]
+    fn = make_tile_fn(backend, channels, has_alpha, options.tta)
+    plan = make_plan(height, width, backend.scale, max(height, width), 0, 1, 0)  # one tile: the whole image
+    restored: list[Image] = []
+    for start in range(0, len(images), capacity):
+        group = images[start : start + capacity]
+        planes = [_planes(image) for image in group]
+        try:
+            outputs = _forward_together(planes, fn, backend.device)
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            if "out of memory" not in str(exc).lower():
+                raise
+            _release_cached_memory(backend.device)
+            restored.extend(restore_image(image, backend, options) for image in group)
+            continue
+        for image, plane, output in zip(group, planes, outputs):
+            out = run_tiled(plane, lambda _x, y=output: y, plan, backend.device)
+            if has_alpha:
+                pixels, alpha = np.ascontiguousarray(out[..., :channels]), np.ascontiguousarray(out[..., channels])
+            else:
+                pixels, alpha = out, None
+            restored.append(Image(pixels, alpha, image.icc_profile, image.exif, image.format))
+    return restored
+
+
+def _planes(image: Image) -> np.ndarray:
+    """Colour and alpha in one ``H x W x C`` array, as ``restore_planes`` feeds the tiler."""
+    if image.alpha is None:
+        return image.pixels
+    return np.concatenate([image.pixels, image.alpha.astype(image.pixels.dtype)[..., None]], axis=2)
+
+
+def _forward_together(planes: Sequence[np.ndarray], fn: TileFn, device: torch.device) -> list[torch.Tensor]:
+    """One forward pass over a stack of same-size planes; returns each image's ``1 x C x H x W`` output.
+
+    The input conversion is ``run_tiled``'s, element for element (to float, divide by the dtype's top).
+    """
+    top = max_value(planes[0].dtype)
+    x = torch.stack([torch.from_numpy(np.ascontiguousarray(p)).to(device).permute(2, 0, 1).float() for p in planes])
+    if top != 1.0:
+        x = x / top
+    y = fn(x)
+    return [y[i : i + 1] for i in range(len(planes))]
 
 
 def _backend_for(model: torch.nn.Module | Backend, precision: str) -> Backend:
