@@ -552,7 +552,8 @@ def _encode_16bit_colour(image: Image, fmt: str) -> bytes:
     except ImportError:
         raise ImageError("writing 16-bit colour TIFF needs OpenCV (pip install 'restorekit[image16]'); use png") from None
     bgr = planes[..., [2, 1, 0, 3]] if planes.shape[2] == 4 else planes[..., ::-1]
-    ok, data = cv2.imencode(".tif", np.ascontiguousarray(bgr))
+    # Deflate, as Pillow's TIFFs: OpenCV's default LZW needs an extra codec in some readers (tifffile).
+    ok, data = cv2.imencode(".tif", np.ascontiguousarray(bgr), [cv2.IMWRITE_TIFF_COMPRESSION, 8])
     if not ok:
         raise ImageError("OpenCV failed to encode a 16-bit TIFF")
     return data.tobytes()
