@@ -147,3 +147,73 @@ def test_non_checkpoint_file_is_one_line(tmp_path: Path) -> None:
         restorekit.load(path)
     assert "not a PyTorch checkpoint or safetensors file" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_self_referential_pickle_is_refused_not_followed(tmp_path: Path) -> None:
+    cycle: dict = {}
+    cycle["params"] = cycle
+    path = tmp_path / "cycle.pth"
+    torch.save(cycle, path)
+    with pytest.raises(DetectionError, match="contain themselves"):
+        restorekit.load(path)
+
+
+def test_metadata_cannot_imply_a_network_larger_than_the_tensors(tmp_path: Path) -> None:
+    import json
+    import resource
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "tiny.safetensors"
+    config = {"scale": 4, "num_feat": 512, "num_block": 200, "d_atten": 512, "conv_groups": 1, "in_channels": 3}
+    save_file({"x": torch.zeros(1)}, path, {"family": "vapsr", "config": json.dumps(config)})
+    assert path.stat().st_size < 400
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DetectionError, match="larger than"):
+        restorekit.load(path)
+    # the network this config describes would take ~2 GB; refusing it must not allocate it
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024
+
+
+def test_recorded_config_is_checked_against_the_tensors(tmp_path: Path) -> None:
+    """A real model's file whose metadata names a bigger config: the budgeted meta build stops it."""
+    import json
+
+    from safetensors.torch import save_file
+
+    model = build_model("vapsr", vapsr.Config(scale=2, num_feat=8, num_block=1, d_atten=8))
+    config = json.loads(loading.config_to_json(model.config)) | {"num_block": 40}
+    path = tmp_path / "lies.safetensors"
+    save_file(dict(model.net.state_dict()), path, {"family": "vapsr", "config": json.dumps(config)})
+    with pytest.raises(DetectionError, match="larger than the tensors"):
+        restorekit.load(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_non_float_and_non_finite_weights_are_refused(dtype: torch.dtype, tmp_path: Path) -> None:
+    state = build_model("bicubic_pp", bicubic_pp.Config(channels=4)).net.state_dict()
+    bad = dict(state, **{"conv1.weight": state["conv1.weight"].to(dtype)})
+    torch.save(bad, tmp_path / "int.pth")
+    with pytest.raises(WeightsError, match=f"conv1.weight has dtype {dtype}"):
+        restorekit.load(tmp_path / "int.pth")
+    nan = dict(state, **{"conv2.weight": state["conv2.weight"].clone()})
+    nan["conv2.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(nan, tmp_path / "nan.pth")
+    with pytest.raises(WeightsError, match="conv2.weight holds 1 NaN/Inf"):
+        restorekit.load(tmp_path / "nan.pth")
+
+
+def test_refused_pickle_never_suggests_unsafe_loading(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return os.system, ("true",)
+
+    path = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(WeightsError) as info:
+        restorekit.load(path)
+    assert "weights_only=False" not in str(info.value) and "\n" not in str(info.value)
+    assert "GLOBAL posix.system" in str(info.value) or "GLOBAL os.system" in str(info.value)
+    assert capfd.readouterr().err == ""  # no torch warning above our line

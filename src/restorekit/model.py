@@ -120,9 +120,7 @@ def load(
         if preset is not None:
             chosen = get_preset(preset)
     raw, metadata = loading.read_weights(path)
-    state = loading.unwrap(raw, source=str(path))
-    recorded = loading.config_from_metadata(metadata)
-    family, config = recorded if recorded is not None else loading.detect(state, source=str(path))
+    family, config, state = loading.resolve(raw, metadata, source=str(path))  # checked: building cannot blow up
     if chosen is not None:
         loading.check_expected(family, config, get_family(chosen.family), chosen.config, str(path))
     net = family.build(config)

@@ -20,13 +20,14 @@ What we changed and why:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DetectionError
+from ..errors import ConfigError, DetectionError
 
 NAME = "bicubic_pp"
 
@@ -38,6 +39,15 @@ class Config:
     bias: bool = False
     in_channels: int = 3
     negative_slope: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.scale < 1 or self.channels < 1 or self.in_channels < 1:
+            raise ConfigError(
+                f"Bicubic++: scale ({self.scale}), channels ({self.channels}) and in_channels "
+                f"({self.in_channels}) must be >= 1"
+            )
+        if not math.isfinite(self.negative_slope):
+            raise ConfigError(f"Bicubic++: negative_slope must be a finite number, got {self.negative_slope}")
 
     @property
     def alignment(self) -> int:

@@ -32,6 +32,7 @@ What we changed and why:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -61,6 +62,8 @@ class Config:
     in_channels: int = 3
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.relu_slope):
+            raise ConfigError(f"HINet: relu_slope must be a finite number, got {self.relu_slope}")
         if self.width < 1 or self.depth < 2 or self.in_channels < 1:
             raise ConfigError(
                 f"HINet: width ({self.width}) and in_channels ({self.in_channels}) must be >= 1, "

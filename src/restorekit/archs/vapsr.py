@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DetectionError
+from ..errors import ConfigError, DetectionError
 
 NAME = "vapsr"
 
@@ -37,6 +37,18 @@ class Config:
     d_atten: int = 64
     conv_groups: int = 1
     in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        # The official upsamplers exist for x2, x3 (one conv + PixelShuffle(s)) and x4 (two PixelShuffle(2)).
+        if self.scale not in (2, 3, 4):
+            raise ConfigError(f"VapSR: scale must be 2, 3 or 4 (the official upsamplers), got {self.scale}")
+        sizes = {"num_feat": self.num_feat, "num_block": self.num_block, "d_atten": self.d_atten,
+                 "conv_groups": self.conv_groups, "in_channels": self.in_channels}
+        small = [f"{name} ({value})" for name, value in sizes.items() if value < 1]
+        if small:
+            raise ConfigError(f"VapSR: {', '.join(small)} must be >= 1")
+        if self.num_feat % self.conv_groups:
+            raise ConfigError(f"VapSR: num_feat ({self.num_feat}) must be a multiple of conv_groups ({self.conv_groups})")
 
     @property
     def alignment(self) -> int:
@@ -129,9 +141,7 @@ def _upsampler(num_feat: int, out_channels: int, scale: int) -> nn.Sequential:
 class VapSR(nn.Module):
     def __init__(self, config: Config) -> None:
         super().__init__()
-        if config.scale not in (2, 3, 4):
-            raise ValueError(f"VapSR supports scales 2, 3 and 4, got {config.scale}")
-        self.config = config
+        self.config = config  # Config.__post_init__ has checked the scale and sizes
         feat = config.num_feat
         self.conv_first = nn.Conv2d(config.in_channels, feat, 3, padding=1)
         self.body = nn.Sequential(*(VAB(feat, config.d_atten) for _ in range(config.num_block)))
