@@ -75,7 +75,7 @@ def test_threads_are_shared_between_local_processes(monkeypatch: pytest.MonkeyPa
     assert thread_count(Placement(Shard(0, 32), 0, 32, "torchrun"), None, {}) == 1
     assert thread_count(four_local, None, {"OMP_NUM_THREADS": "3"}) == 3  # the user's choice wins
     assert thread_count(four_local, 2, {"OMP_NUM_THREADS": "3"}) == 2
-    assert thread_count(Placement(), None, {}) == 16
+    assert thread_count(Placement(), None, {}) is None  # one process: torch's own default
 
 
 def test_device_spreads_over_gpus_only_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:

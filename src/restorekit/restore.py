@@ -360,7 +360,9 @@ def _non_negative(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     placement = placement_from_env(parse_shard(args.shard) if args.shard else None)
-    torch.set_num_threads(thread_count(placement, args.threads))
+    threads = thread_count(placement, args.threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     outdir = Path(args.output)
     prepare_output_folder(outdir)
     found = collect_inputs(args.inputs, args.recursive, exclude=outdir)

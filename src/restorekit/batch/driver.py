@@ -160,7 +160,10 @@ def _barrier() -> bool:
     except RuntimeError:  # a timeout, or a process that died (torchrun then stops this one anyway)
         return False
     finally:
-        dist.destroy_process_group()
+        try:
+            dist.destroy_process_group()
+        except RuntimeError:
+            pass  # the group is already broken; the process is about to exit
 
 
 @contextmanager

@@ -137,10 +137,12 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def thread_count(placement: Placement, requested: int | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Intra-op threads for torch: ``requested``, else ``OMP_NUM_THREADS``, else CPUs / local processes.
+def thread_count(placement: Placement, requested: int | None = None,
+                 environ: Mapping[str, str] | None = None) -> int | None:
+    """Intra-op threads for torch: ``requested``, else ``OMP_NUM_THREADS``, else CPUs / local processes;
+    None (keep torch's default) for a lone process with nothing asked.
 
-    Each process on a machine defaults to as many threads as there are CPUs; N of them would
+    Each process on a machine defaults to as many threads as there are cores; N of them would
     oversubscribe the cores N times and all run slower than one, so the CPUs are shared out.
     ``OMP_NUM_THREADS`` wins when set: the user (or torchrun, which sets it to 1 for several
     processes per node unless told otherwise) chose it.
@@ -153,4 +155,6 @@ def thread_count(placement: Placement, requested: int | None = None, environ: Ma
     omp = environ.get("OMP_NUM_THREADS", "").strip()
     if omp.isdigit() and int(omp) > 0:
         return int(omp)
-    return max(1, cpu_count() // max(1, placement.local_world_size))
+    if placement.local_world_size <= 1:
+        return None
+    return max(1, cpu_count() // placement.local_world_size)
