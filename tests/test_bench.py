@@ -148,3 +148,26 @@ def test_bench_cli_psnr_needs_bicubic_psnr(capsys: pytest.CaptureFixture) -> Non
 
     assert cli.main(["bench", "bicubic-pp-x3", "--size", "32x18", "--runs", "1", "--psnr", "31"]) == 2
     assert "--bicubic-psnr" in capsys.readouterr().err
+
+
+def test_bench_progress_covers_warm_up_and_each_timed_run(capsys: pytest.CaptureFixture) -> None:
+    model = tiny_vapsr()
+    bench_model(model, "tiny", 16, 12, runs=3, warmup=2, progress=True)
+    err = capsys.readouterr().err
+    assert "tiny: warm-up" in err and "tiny: timed runs" in err and "5/5" in err
+    assert " ms]" in err  # each timed run shows its time
+    bench_model(model, "tiny", 16, 12, runs=3, warmup=2, progress=None)  # stderr is not a terminal here
+    bench_model(model, "tiny", 16, 12, runs=3, warmup=2)  # the library default: silent
+    assert capsys.readouterr().err == ""
+
+
+def test_bench_cli_quiet_prints_no_bar(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from restorekit import cli
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # as on a terminal
+    assert cli.main(["bench", "bicubic-pp-x3", "--size", "16x12", "--runs", "2", "--warmup", "1"]) == 0
+    assert "timed runs" in capsys.readouterr().err
+    assert cli.main(["bench", "bicubic-pp-x3", "--size", "16x12", "--runs", "2", "--warmup", "1", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

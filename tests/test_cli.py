@@ -56,6 +56,88 @@ def test_safetensors_metadata_wins_over_detection(tmp_path: Path) -> None:
     assert restorekit.load(path).config.negative_slope == 0.2
 
 
+def test_preset_footprints_match_the_networks() -> None:
+    """zoo.FOOTPRINTS (what `restorekit models` lists without torch) against every preset, rebuilt."""
+    from restorekit.complexity import footprint_line, measure_preset
+    from restorekit.zoo import FOOTPRINTS, PRESETS
+
+    wrong = []
+    for name, preset in PRESETS.items():
+        measured = measure_preset(preset)
+        if FOOTPRINTS.get(name) != measured:
+            wrong.append(footprint_line(name, measured))
+        assert preset.scale == int(preset.config.scale) == measured.scale
+    stale = sorted(set(FOOTPRINTS) - set(PRESETS))
+    lines = "\n".join(wrong)
+    assert not wrong, f"zoo.FOOTPRINTS is missing or wrong for these presets; the lines should read:\n{lines}"
+    assert not stale, f"zoo.FOOTPRINTS lists presets that do not exist: {stale}"
+
+
+def test_models_lists_a_preset_missing_from_the_footprints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new preset without its footprint line is counted (slower), not dropped or wrong."""
+    from restorekit import catalog, zoo
+
+    monkeypatch.delitem(zoo.FOOTPRINTS, "vapsr-x4")
+    row = catalog.describe(zoo.PRESETS["vapsr-x4"])
+    assert row["params"] == 342_220 and row["scale"] == 4 and row["macs_input"] == "320x180"
+
+
+# what a fresh interpreter imports for a command, and the command's output
+_IMPORT_PROBE = """
+import contextlib, io, sys
+from restorekit.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exc:
+        code = exc.code
+print(sorted(m for m in ("torch", "numpy", "PIL", "tqdm") if m in sys.modules), code, len(out.getvalue()))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["models"], ["models", "--json"], ["models", "--help"],
+                                  ["info", "--help"], ["bench", "--help"]])
+def test_listing_commands_do_not_import_torch(argv: list[str]) -> None:
+    """Importing torch takes longer than everything else these commands do."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *argv], capture_output=True, text=True,
+                            timeout=120, check=True)
+    imported, code, printed = result.stdout.strip().splitlines()[-1].rsplit(" ", 2)
+    assert imported == "[]", f"`restorekit {' '.join(argv)}` imported {imported}"
+    assert code in ("0", "None") and int(printed) > 100  # it did answer
+
+
+def test_package_exports_still_resolve() -> None:
+    """restorekit.load and friends are imported on first use; they must still be there."""
+    import restorekit.model
+
+    assert restorekit.load is restorekit.model.load and restorekit.RestorationModel is restorekit.model.RestorationModel
+    assert "vapsr-x4" in restorekit.list_models()
+    with pytest.raises(AttributeError):
+        restorekit.no_such_thing  # noqa: B018
+
+
+def test_eval_progress_is_per_image_and_quiet_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from restorekit.evaluate import evaluate
+
+    for i in range(3):
+        Image.new("RGB", (24, 24), (40 * i, 90, 200)).save(tmp_path / f"{i}.png")
+    evaluate("bicubic", tmp_path, scale=2, progress=True)
+    err = capsys.readouterr().err
+    assert "eval bicubic" in err and "3/3" in err and "<" in err  # "elapsed<remaining": the ETA
+    evaluate("bicubic", tmp_path, scale=2, progress=None)  # stderr here is not a terminal
+    evaluate("bicubic", tmp_path, scale=2, progress=False)
+    assert capsys.readouterr().err == ""
+    assert main(["eval", "bicubic", "--hr", str(tmp_path), "--scale", "2", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "bicubic" in captured.out
+
+
 def test_closed_pipe_is_not_a_traceback() -> None:
     import subprocess
     import sys

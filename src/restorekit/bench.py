@@ -19,6 +19,11 @@ organisers' scoring function (notebook ``demo/calc_scoring.ipynb`` in ``eduardza
 ``S(P, t) = 2 * 2**(P - P_bicubic) / (C * sqrt(t))`` with ``C = 0.1`` and ``t`` the runtime in ms, and
 ``S = 0`` when the model does not beat bicubic. It mixes a PSNR measured on a test set with a time
 measured here, so it is only comparable between runs that used the same set and the same machine.
+
+Progress: the command shows a bar over the warm-up and timed calls of each model on a terminal
+(stderr), and nothing with ``--quiet`` or when stderr is not a terminal. The bar is updated
+between calls, outside the timed region. PyTorch is imported inside the functions that use it, so
+``restorekit bench --help`` answers without it.
 """
 
 from __future__ import annotations
@@ -33,17 +38,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from .complexity import count_macs, count_params
 from .errors import RestorekitError
-from .inference.runner import pick_device
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 BACKENDS = ("eager", "compile", "onnx")
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # name -> torch dtype attribute
 
 
 @dataclass
@@ -120,43 +124,88 @@ class _RssSampler:
 
 
 def _sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
 
 
+class _Progress:
+    """A bar over the warm-up and timed calls of one model; does nothing when disabled.
+
+    ``enabled``: True, False, or None for "on a terminal only" (tqdm's own test of stderr).
+    """
+
+    def __init__(self, name: str, warmup: int, runs: int, enabled: bool | None) -> None:
+        from tqdm import tqdm
+
+        self.name = name
+        # redrawn after every call (mininterval=0): a call is slow next to a redraw, and a user
+        # watching minutes of warm-up should see each one land
+        self.bar = tqdm(total=warmup + runs, desc=f"{name}: warm-up", unit="call", leave=False, mininterval=0,
+                        disable=None if enabled is None else not enabled)
+
+    def warmed_up(self) -> None:
+        self.bar.update(1)
+
+    def timed(self, seconds: float) -> None:
+        self.bar.set_description(f"{self.name}: timed runs", refresh=False)
+        self.bar.set_postfix_str(f"{seconds * 1e3:.1f} ms", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def time_callable(
-    fn: Callable[[torch.Tensor], Any], x: torch.Tensor, runs: int, warmup: int
+    fn: Callable[[torch.Tensor], Any], x: torch.Tensor, runs: int, warmup: int,
+    progress: bool | None = False, name: str = "bench",
 ) -> tuple[list[float], float, str]:
-    """Call ``fn(x)`` ``warmup`` + ``runs`` times: (per-run seconds, peak extra memory in bytes, method)."""
+    """Call ``fn(x)`` ``warmup`` + ``runs`` times: (per-run seconds, peak extra memory in bytes, method).
+
+    ``progress``: show a bar named ``name`` (None: only when stderr is a terminal).
+    """
+    import torch
+
     device = x.device
-    with torch.inference_mode():
-        if device.type != "cuda" and _RssSampler.available():
-            # sample from before the warm-up: runtimes with their own arena (ONNX Runtime) grow it
-            # during the first call and keep it, so a window over the timed calls alone shows ~0
-            with _RssSampler() as sampler:
-                for _ in range(warmup):
-                    fn(x)
-                times = _timed_calls(fn, x, runs, device)
-            return times, float(sampler.peak - sampler.start), "rss-sampled"
-        for _ in range(warmup):
-            fn(x)
-        _sync(device)
-        if device.type == "cuda":
-            base = torch.cuda.memory_allocated(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            times = _timed_calls(fn, x, runs, device)
-            return times, float(torch.cuda.max_memory_allocated(device) - base), "cuda-max-allocated"
-        import resource
+    bar = _Progress(name, warmup, runs, progress)
+    try:
+        with torch.inference_mode():
+            if device.type != "cuda" and _RssSampler.available():
+                # sample from before the warm-up: runtimes with their own arena (ONNX Runtime) grow it
+                # during the first call and keep it, so a window over the timed calls alone shows ~0
+                with _RssSampler() as sampler:
+                    _warm_up(fn, x, warmup, bar)
+                    times = _timed_calls(fn, x, runs, device, bar)
+                return times, float(sampler.peak - sampler.start), "rss-sampled"
+            _warm_up(fn, x, warmup, bar)
+            _sync(device)
+            if device.type == "cuda":
+                base = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                times = _timed_calls(fn, x, runs, device, bar)
+                return times, float(torch.cuda.max_memory_allocated(device) - base), "cuda-max-allocated"
+            import resource
 
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        times = _timed_calls(fn, x, runs, device)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return times, float(max(after - before, 0) * 1024), "maxrss-delta"  # Linux reports KiB
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            times = _timed_calls(fn, x, runs, device, bar)
+            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return times, float(max(after - before, 0) * 1024), "maxrss-delta"  # Linux reports KiB
+    finally:
+        bar.close()
 
 
-def _timed_calls(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, runs: int, device: torch.device) -> list[float]:
+def _warm_up(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, warmup: int, bar: _Progress) -> None:
+    for _ in range(warmup):
+        fn(x)
+        bar.warmed_up()
+
+
+def _timed_calls(
+    fn: Callable[[torch.Tensor], Any], x: torch.Tensor, runs: int, device: torch.device, bar: _Progress
+) -> list[float]:
     """Wall seconds of each of ``runs`` calls, synchronising the device after each."""
     times = []
     for _ in range(runs):
@@ -164,6 +213,7 @@ def _timed_calls(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, runs: int, 
         fn(x)
         _sync(device)
         times.append(time.perf_counter() - start)
+        bar.timed(times[-1])  # after the clock stopped: drawing the bar is not part of the call
     return times
 
 
@@ -211,8 +261,17 @@ def bench_model(
     batch: int = 1,
     channels_last: bool = False,
     notes: list[str] | None = None,
+    progress: bool | None = False,
 ) -> BenchResult:
-    """Benchmark one model; see the module docstring for the protocol."""
+    """Benchmark one model; see the module docstring for the protocol.
+
+    ``progress``: a bar over the warm-up and timed calls (None: only when stderr is a terminal).
+    """
+    import torch
+
+    from .complexity import count_macs, count_params
+    from .inference.runner import pick_device
+
     if backend not in BACKENDS:
         raise RestorekitError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if precision not in PRECISIONS:
@@ -223,7 +282,7 @@ def bench_model(
     channels = int(getattr(getattr(model, "config", None), "in_channels", 3))
     params = count_params(model)
     macs = count_macs(model.to("cpu"), height, width, channels) if device.type == "cpu" else 0
-    dtype = PRECISIONS[precision]
+    dtype = getattr(torch, PRECISIONS[precision])
     model = model.to(device)
     x = torch.rand(batch, channels, height, width, device=device)
     if backend == "onnx":
@@ -251,7 +310,7 @@ def bench_model(
             fn = torch.compile(model)
     if device.type == "cuda":
         macs = count_macs(model.float(), height, width, channels) if macs == 0 else macs
-    times, peak_bytes, method = time_callable(fn, x, runs, warmup)
+    times, peak_bytes, method = time_callable(fn, x, runs, warmup, progress=progress, name=name)
     median = statistics.median(times)
     return BenchResult(
         model=name,
@@ -316,9 +375,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--psnr", type=float, help="SR models: the model's PSNR on some test set, for the NTIRE23 score")
     parser.add_argument("--bicubic-psnr", type=float, help="bicubic's PSNR on the same set (with --psnr)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bar (there is none either when stderr is not a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .inference.runner import pick_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
     width, height = parse_size(args.size)
@@ -331,7 +396,8 @@ def run(args: argparse.Namespace) -> int:
     for name in args.models:
         model, notes = resolve_model(name, args.tlc)
         result = bench_model(model, name, width, height, args.backend, args.precision, device, args.runs,
-                             args.warmup, args.batch, args.channels_last, notes)
+                             args.warmup, args.batch, args.channels_last, notes,
+                             progress=False if args.quiet else None)
         if args.psnr is not None and int(getattr(model, "scale", 1)) > 1:
             result.rtsr_score = rtsr_score(args.psnr, args.bicubic_psnr, result.median_ms)
         results.append(result)

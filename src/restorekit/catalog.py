@@ -1,5 +1,10 @@
 """``restorekit models``: every preset with task, scale, params, MACs, license, weight source and
-whether the weights are available locally."""
+whether the weights are available locally.
+
+Listing imports no PyTorch: params and MACs come from ``zoo.FOOTPRINTS`` (measured once, checked
+by a test), so the command answers at once. Only a preset missing from that table is built (on
+the meta device) to be counted.
+"""
 
 from __future__ import annotations
 
@@ -8,52 +13,50 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-import torch
-
 from . import hub
-from .complexity import count_macs, count_params
-from .model import build_model
-from .zoo import PRESETS, Preset
-
-# MACs are reported at the input each family's paper uses as reference.
-REFERENCE_INPUT = {"sr_x2": (640, 360), "sr_x3": (427, 240), "sr_x4": (320, 180), "restore": (256, 256)}
+from .zoo import FOOTPRINTS, PRESETS, Footprint, Preset, reference_size
 
 
-def reference_size(preset: Preset) -> tuple[int, int]:
-    """(width, height) of the LR input that gives a 1280x720 output for SR, or 256x256 otherwise."""
-    if preset.scale == 1:
-        return REFERENCE_INPUT["restore"]
-    return REFERENCE_INPUT.get(f"sr_x{preset.scale}", (1280 // preset.scale, 720 // preset.scale))
+def footprint(preset: Preset) -> Footprint:
+    """The preset's scale, params and MACs: from the table, else measured (imports torch)."""
+    known = FOOTPRINTS.get(preset.name)
+    if known is not None:
+        return known
+    from .complexity import measure_preset
+
+    return measure_preset(preset)
 
 
 def describe(preset: Preset, with_macs: bool = True) -> dict[str, Any]:
-    with torch.device("meta"):  # shapes only: counting needs no memory and no real arithmetic
-        model = build_model(preset.family, preset.config, preset).eval()
-    width, height = reference_size(preset)
+    size = footprint(preset)
+    width, height = reference_size(size.scale)
     row: dict[str, Any] = {
         "name": preset.name,
         "family": preset.family,
         "task": preset.task,
-        "scale": preset.scale,
-        "params": count_params(model),
+        "scale": size.scale,
+        "params": size.params,
         "macs_input": f"{width}x{height}",
         "license": preset.license + (" (non-commercial)" if preset.non_commercial else ""),
         "source": preset.source,
         "url": preset.url,
+        "official_url": preset.official_url,
+        "filename": preset.filename,
+        "sha256": preset.sha256,
         "available": hub.is_available(preset),
         "tlc": preset.tlc,
         "convention": asdict(preset.convention),
         "paper": {k: asdict(v) for k, v in preset.paper.items()},
     }
     if with_macs:
-        row["macs"] = count_macs(model, height, width, model.in_channels)
+        row["macs"] = size.macs
     return row
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--task", choices=sorted({p.task for p in PRESETS.values()}), help="only this task")
-    parser.add_argument("--no-macs", action="store_true", help="skip MAC counting (faster)")
+    parser.add_argument("--no-macs", action="store_true", help="leave the MACs column out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,4 +76,5 @@ def run(args: argparse.Namespace) -> int:
             f"{local:5} {row['license']}"
         )
     print("GMACs: one forward pass at the input size shown (SR: the input that gives a 1280x720 output).")
+    print("local: whether the weights are on this machine (`restorekit info` says where restorekit looks).")
     return 0

@@ -2,7 +2,10 @@
 
 Each verb lives in the module that does its job; that module exposes ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are imported only when their verb runs, so a missing optional extra
-(onnx, tensorboard) breaks only the verb that needs it.
+(onnx, tensorboard) breaks only the verb that needs it, and ``restorekit --help`` imports none of
+them. Importing PyTorch takes longer than everything else ``restorekit models`` does, so neither this
+module nor the package's ``__init__`` imports it, nor do ``models``, ``info --help`` and
+``bench --help`` (tests/test_cli.py checks): verbs import it when they run a network.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench": ("restorekit.bench", "measure params, MACs, latency and memory"),
     "ui": ("restorekit.ui.app", "serve the local web UI"),
     "report": ("restorekit.batch.cli", "merge the shard reports of a sharded restore run"),
+    "info": ("restorekit.info", "versions, devices, weights found: what to paste into a bug report"),
 }
 
 

@@ -124,11 +124,13 @@ def load_model(
     try:
         return load(name, device=target, tlc=tlc)
     except (KeyError, WeightsError) as exc:
-        reason = str(exc.args[0] if exc.args else exc).rstrip(". ")
-        hint = ""
+        # hub.missing_weights_error already says what is missing and how to get it; a --task run
+        # adds which other models for the task are here
+        message = str(exc.args[0] if exc.args else exc).rstrip(". ")
         if model is None:
-            hint = f" The default model for --task {task} is {name!r}; {_alternatives(task, name, scale)}"
-        raise WeightsError(f"model {name!r} is not available: {reason}.{hint}") from None
+            separator = "\n  " if "\n" in message else ". "
+            message += f"{separator}The default model for --task {task} is {name!r}; {_alternatives(task, name, scale)}"
+        raise WeightsError(message) from None
 
 
 def _alternatives(task: str, failed: str, scale: int | None) -> str:

@@ -7,9 +7,12 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
+from .. import hub
 from ..errors import RestorekitError
 from ..inference.runner import DEVICES, pick_device
+from ..zoo import PRESETS
 from .jobs import DEFAULT_MAX_PIXELS, Catalogue
 from .server import UIServer, is_loopback
 
@@ -27,6 +30,9 @@ def create_server(host: str = "127.0.0.1", port: int = 7860, models: list[str] |
     # socket.bind raises OverflowError (a traceback) for ports outside 0-65535
     if not 0 <= port <= 65535:
         raise RestorekitError(f"--port must be 1-65535 (or 0 for any free port), got {port}")
+    for ref in models or []:  # the UI never downloads: a named preset must be here already
+        if ref in PRESETS and not Path(ref).exists() and not hub.is_available(PRESETS[ref]):
+            raise hub.missing_weights_error(PRESETS[ref], "`restorekit ui` works offline and downloads nothing")
     catalogue = Catalogue(models, device=str(pick_device(device)))
     if not catalogue.entries:
         raise RestorekitError(
