@@ -349,6 +349,52 @@ class _Bicubic:
 
 
 @dataclass(frozen=True)
+class _BicubicDownUp:
+    """MATLAB bicubic down by K and back up to the input size: the SR training input of pre-upsampling
+    networks (SRCNN, VDSR, RED-Net), which restore a bicubic-upscaled image at scale 1.
+
+    The way down quantises as MATLAB does on uint8 images (it reproduces the benchmark LR files); the way
+    up stays float, as ``restorekit eval`` and ``restore`` upscale a LR image before such a model. Sides
+    that are not a multiple of K are first extended by mirroring (imresize's own boundary rule) and the
+    result is cropped back, so the LR grid is always exactly K times coarser. With several factors, K is
+    drawn uniformly per image from the generator.
+    """
+
+    factors: tuple[int, ...]
+    scale: int = 1
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if image.ndim == 4 and len(self.factors) > 1:  # one factor per image of a batch
+            return torch.stack([self._down_up(x, self._draw(generator)) for x in image])
+        return self._down_up(image, self._draw(generator))
+
+    def _draw(self, generator: torch.Generator | None) -> int:
+        if len(self.factors) == 1:
+            return self.factors[0]
+        device = generator.device if generator is not None else "cpu"
+        return self.factors[int(torch.randint(len(self.factors), (), generator=generator, device=device))]
+
+    @staticmethod
+    def _down_up(image: torch.Tensor, factor: int) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        pad_h, pad_w = -height % factor, -width % factor
+        if pad_h > height or pad_w > width:
+            raise ValueError(f"bicubicdu: a {width}x{height} image is too small to scale by {factor}")
+        padded = image
+        if pad_h:
+            padded = torch.cat([padded, padded[..., height - pad_h :, :].flip(-2)], dim=-2)
+        if pad_w:
+            padded = torch.cat([padded, padded[..., :, width - pad_w :].flip(-1)], dim=-1)
+        low = imresize(padded, scale=1.0 / factor, matlab_uint8=True)
+        up = imresize(low, size=(padded.shape[-2], padded.shape[-1]))
+        return up[..., :height, :width]
+
+    def describe(self) -> str:
+        k = str(self.factors[0]) if len(self.factors) == 1 else "{" + ",".join(map(str, self.factors)) + "} (uniform)"
+        return f"MATLAB bicubic down x{k} (uint8 as MATLAB) and back up to the same size (float)"
+
+
+@dataclass(frozen=True)
 class _Jpeg:
     low: int
     high: int
@@ -427,6 +473,8 @@ class Degradation:
                 return False
             if isinstance(step, (_Jpeg, _GaussBlur)) and step.low != step.high:
                 return False
+            if isinstance(step, _BicubicDownUp) and len(step.factors) > 1:
+                return False
         return True
 
     @property
@@ -447,6 +495,8 @@ class Degradation:
 DEGRADATION_FORMS = (
     "awgn:SIGMA | awgn:LOW-HIGH (Gaussian noise, sigma on 0-255), "
     "bicubic:K (MATLAB bicubic downscale by integer K), "
+    "bicubicdu:K | bicubicdu:LOW-HIGH | bicubicdu:K1,K2,.. (bicubic down by K >= 2 and back up, same size; "
+    "K drawn per image), "
     "jpeg:Q | jpeg:LOW-HIGH (quality 1-100), "
     "gaussblur:SIZE:SIGMA | gaussblur:SIZE:LOW-HIGH (odd SIZE), "
     "motionblur:SIZE:LENGTH:ANGLE (odd SIZE, degrees), "
@@ -483,6 +533,11 @@ def _parse_step(part: str, spec: str) -> _Step:
         if len(args) != 1 or not args[0].isdigit() or int(args[0]) < 1:
             raise bad(f"{part!r} needs a positive integer factor")
         return _Bicubic(int(args[0]))
+    if name == "bicubicdu":
+        factors = _parse_factors(args[0]) if len(args) == 1 else None
+        if not factors:
+            raise bad(f"{part!r} needs integer factors >= 2: K, LOW-HIGH or K1,K2,...")
+        return _BicubicDownUp(factors)
     if name == "jpeg":
         rng = _parse_range(args[0]) if len(args) == 1 else None
         if rng is None or not (1 <= rng[0] and rng[1] <= 100) or rng[0] != int(rng[0]) or rng[1] != int(rng[1]):
@@ -504,6 +559,19 @@ def _parse_step(part: str, spec: str) -> _Step:
     if name == "camera":
         return _parse_camera(args, bad)
     raise bad(f"unknown degradation {name!r}")
+
+
+def _parse_factors(text: str) -> tuple[int, ...] | None:
+    """``3`` -> (3,), ``2-4`` -> (2, 3, 4), ``2,4`` -> (2, 4); None unless every factor is an integer >= 2."""
+    text = text.strip()
+    if re.fullmatch(r"\d+-\d+", text):
+        low, high = (int(v) for v in text.split("-"))
+        factors = tuple(range(low, high + 1))
+    elif re.fullmatch(r"\d+(?:\s*,\s*\d+)*", text):
+        factors = tuple(sorted({int(v) for v in text.split(",")}))
+    else:
+        return None
+    return factors if factors and min(factors) >= 2 else None
 
 
 def _parse_camera(args: list[str], bad: Callable[[str], ConfigError]) -> CameraNoise:
