@@ -4,6 +4,10 @@ official VapSR weights and with tiny random models passed by ``--weights``."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +288,101 @@ def test_missing_default_model_suggests_one_that_is_here(tmp_path: Path, monkeyp
     assert main([*argv[:-1], "deblur"]) == 2
     err = capsys.readouterr().err
     assert f"choose another with --model (with weights here: {other.name}) or pass --weights FILE." in err
+
+
+# --- reliability (issue 13) -------------------------------------------------------------------
+
+
+def test_an_output_folder_that_cannot_be_made_stops_the_run_before_the_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: a 288-file batch ran the model for 75 s, then failed every file on the output folder."""
+    source = _save(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "file").write_text("a file, not a folder")
+
+    def no_model(*_: object, **__: object) -> RestorationModel:
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(restore_module, "load_model", no_model)
+    assert main(["restore", str(source), "-o", str(tmp_path / "file"), "--quiet"]) == 2
+    assert f"{tmp_path / 'file'}: cannot be the output folder: a file of that name exists" in capsys.readouterr().err
+    assert main(["restore", str(source), "-o", str(tmp_path / "file" / "sub"), "--quiet"]) == 2
+    assert "cannot write in the output folder (Not a directory)" in capsys.readouterr().err
+
+
+def test_a_write_killed_midway_leaves_a_temp_file_that_the_next_run_removes(
+        tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: a SIGKILL during a write left hidden .part files that later runs never cleaned."""
+    source = _save(tmp_path / "in" / "a.png", (np.random.rand(6, 7, 3) * 255).astype(np.uint8))
+    outdir = tmp_path / "out"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys, numpy as np\n"
+        "from restorekit import imageio\n"
+        "imageio.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # die between write and rename\n"
+        "imageio.write_image(imageio.Image(np.zeros((4, 4, 3), np.uint8)), sys.argv[1])\n"
+    ), str(outdir / "a.png")], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    leftovers = list(outdir.glob(".restorekit-*.part"))
+    assert len(leftovers) == 1 and not (outdir / "a.png").exists()  # nothing under the final name
+    assert main(["restore", str(source), "-o", str(outdir), "--weights", str(tiny_weights), "--quiet"]) == 0
+    assert f"removed an abandoned temp file: {leftovers[0]}" in capsys.readouterr().err
+    assert [p.name for p in outdir.iterdir()] == ["a.png"]
+
+
+def test_non_finite_model_output_fails_the_file(tmp_path: Path, tiny_sr: RestorationModel,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: NaN weights gave an all-black image reported as done."""
+    source = _save(tmp_path / "a.png", (np.random.rand(6, 7, 3) * 255).astype(np.uint8))
+    monkeypatch.setattr(tiny_sr.net, "forward", lambda x: torch.full_like(x, float("nan")).repeat(1, 1, 2, 2))
+    with pytest.raises(RestorekitError, match="NaN or infinite"):
+        restore_file(source, tmp_path / "out.png", tiny_sr)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_inputs_expand_without_surprises(tmp_path: Path) -> None:
+    """Existing names are never globs; a file reached twice is restored once and the other name is
+    reported; broken links are inputs (refused later, by name), not silently dropped."""
+    folder = tmp_path / "in"
+    for name in ("[x].png", "x.png", "b.png"):
+        _save(folder / name, np.zeros((4, 4, 3), np.uint8))
+    os.symlink("b.png", folder / "c_link.png")
+    os.symlink("gone.png", folder / "d_dangling.png")
+    os.symlink("x.png", folder / "[y].png")
+    _save(folder / "out" / "old.png", np.zeros((4, 4, 3), np.uint8))  # a previous run's output inside the input
+    found = restore_module.collect_inputs([str(folder / "[x].png"), str(folder), str(folder / "b.png"),
+                                           str(folder / "nope*.png")], recursive=True, exclude=folder / "out")
+    names = [f.name for f, _ in found.files]
+    assert names == ["[x].png", "[y].png", "b.png", "d_dangling.png"]  # [y].png is x.png: x.png is the duplicate
+    assert sorted((p.name, r.split(",")[0]) for p, r in found.skipped) == [
+        ("[x].png", "given twice"), ("b.png", "given twice"), ("c_link.png", f"same file as {folder / 'b.png'}"),
+        ("x.png", f"same file as {folder / '[y].png'}")]
+    assert found.failed == [(folder / "nope*.png", "no file matches this glob")]
+
+
+def test_output_names_say_what_their_data_is(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cases = {"a.gif": "a.png", "b.ppm": "b.png", "scan": "scan.png", "c.JPEG": "c.JPEG", "d.tiff": "d.tiff"}
+    for name, expected in cases.items():
+        assert restore_module.output_path(tmp_path / name, tmp_path, out, "", "same") == out / expected
+    assert restore_module.output_path(tmp_path / "a.gif", tmp_path, out, "_x", "webp") == out / "a_x.webp"
+
+
+def test_exit_codes_say_what_happened(tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _save(tmp_path / "in" / "a.png", (np.random.rand(6, 7, 3) * 255).astype(np.uint8))
+    argv = ["restore", str(source), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights), "--quiet"]
+    assert main(argv) == 0  # restored
+    assert main(argv) == 0  # resumed: every output already there, nothing failed
+    (tmp_path / "in" / "bad.png").write_bytes(b"not a png")
+    assert main([*argv[:2], str(tmp_path / "in" / "bad.png"), *argv[2:]]) == 1  # one input failed
+    assert main([*argv[:-3], "--weights", str(tmp_path / "none.pth")]) == 2  # could not start
+    capsys.readouterr()
+
+
+def test_mcmaster_tiff_keeps_its_width_at_x3(shared_data: Path, tmp_path: Path) -> None:
+    """QA: the x3 SR of an 8-bit TIFF kept the input's width tag (500 x 1500 instead of 1500 x 1500)."""
+    assert main(["restore", str(shared_data / "denoise/McMaster/1.tif"), "-o", str(tmp_path), "--task", "sr",
+                 "--device", "cpu", "--quiet"]) == 0
+    import tifffile
+
+    with PILImage.open(tmp_path / "1.tif") as im:
+        assert im.size == (1500, 1500)
+    assert tifffile.imread(tmp_path / "1.tif").shape == (1500, 1500, 3)

@@ -520,10 +520,20 @@ def encode_image(image: Image, fmt: str, quality: int = 95) -> bytes:
     if fmt in ("jpg", "webp"):
         options["quality"] = quality
     if fmt == "tiff":
-        options["compression"] = "tiff_adobe_deflate"
+        # Compression goes through libtiff, which cannot write EXIF sub-directories (camera data,
+        # GPS): with those the file is written uncompressed by Pillow's own writer instead.
+        options["compression"] = "raw" if _has_exif_subdirectories(image.exif) else "tiff_adobe_deflate"
     buffer = io.BytesIO()
     im.save(buffer, format=FORMATS[fmt][0], **options)
     return buffer.getvalue()
+
+
+def _has_exif_subdirectories(exif: bytes | None) -> bool:
+    if not exif:
+        return False
+    parsed = PILImage.Exif()
+    parsed.load(exif)
+    return 0x8769 in parsed or 0x8825 in parsed
 
 
 def _check_finite(image: Image) -> None:
