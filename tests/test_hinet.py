@@ -1,6 +1,7 @@
 """HINet: tiny-config forward/backward, any input size, detection and round trips, the HIN-range
 mismatch of the official checkpoints (HINet issues #8/#13), parity with an independent functional
-implementation written from the SPEC, and the parameter counts of the official configurations."""
+implementation written from the official megvii-model/HINet ``basicsr/models/archs/hinet_arch.py``, and
+the parameter counts of the official configurations."""
 
 from __future__ import annotations
 
@@ -173,7 +174,8 @@ def _ref_block(
     sd: StateDict, prefix: str, x: torch.Tensor, slope: float, enc: torch.Tensor | None = None,
     dec: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """SPEC 2.1: conv_1 -> HIN on the first half -> LReLU -> conv_2 -> LReLU -> + identity (+ CSFF)."""
+    """Official ``UNetConvBlock.forward``: conv_1 -> HIN on the first half -> LReLU -> conv_2 -> LReLU
+    -> + identity (+ CSFF)."""
     y = _conv(sd, prefix + ".conv_1", x)
     if prefix + ".norm.weight" in sd:
         gamma, beta = sd[prefix + ".norm.weight"], sd[prefix + ".norm.bias"]
@@ -192,7 +194,8 @@ def _ref_block(
 
 
 def reference_hinet(sd: StateDict, image: torch.Tensor, depth: int, slope: float = 0.2) -> list[torch.Tensor]:
-    """HINet from SPEC section 2.4, reading the state dict directly (no restorekit modules)."""
+    """Official ``HINet.forward`` (two U-Nets joined by SAM and CSFF), reading the state dict directly
+    (no restorekit modules)."""
     up_levels = list(reversed(range(depth - 1)))  # up_path index k works on level up_levels[k]
 
     def unet(stage: int, feat: torch.Tensor, csff: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]] | None):
@@ -254,11 +257,11 @@ def test_padding_is_right_bottom_reflection() -> None:
 @pytest.mark.parametrize(
     ("preset", "params"),
     [
-        ("hinet_sidd_1x", 88_669_702),  # SPEC: 88.67M
+        ("hinet_sidd_1x", 88_669_702),  # counted from the official hinet_arch.py layer shapes, wf=64
         ("hinet_rain13k", 88_669_702),
         ("hinet_gopro", 88_668_806),  # HIN only at levels 3-4: 896 fewer norm parameters
         ("hinet_reds", 88_668_806),
-        ("hinet_sidd_0.5x", 22_176_518),  # SPEC: 22.18M
+        ("hinet_sidd_0.5x", 22_176_518),  # the same count at wf=32
     ],
 )
 def test_official_config_parameter_counts(preset: str, params: int) -> None:

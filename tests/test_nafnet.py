@@ -92,24 +92,65 @@ def test_config_validation_and_json_round_trip() -> None:
     assert again == config and hash(again) == hash(config)
 
 
-# Parameter counts: the two exact figures from the brief; the others at SPEC 1.4's precision.
-@pytest.mark.parametrize(
-    ("preset", "expected", "tolerance"),
-    [
-        ("nafnet_sidd_w32", 29_159_715, 0),
-        ("nafnet_gopro_w64", 67_888_835, 0),
-        ("nafnet_sidd_w64", 115.98e6, 0.005e6),
-        ("nafnet_gopro_w32", 17.11e6, 0.005e6),
-        ("baseline_sidd_w32", 29.06e6, 0.005e6),
-        ("baseline_sidd_w64", 194.4e6, 0.05e6),
-        ("baseline_gopro_w32", 17.02e6, 0.005e6),
-        ("baseline_gopro_w64", 112.0e6, 0.05e6),
-    ],
-)
-def test_preset_parameter_counts(preset: str, expected: float, tolerance: float) -> None:
+def official_param_count(config: nafnet.Config) -> int:
+    """Parameters of the official network, counted layer by layer from megvii-research/NAFNet
+    ``basicsr/models/archs/NAFNet_arch.py`` (NAFBlock, NAFNet) and ``Baseline_arch.py`` (BaselineBlock,
+    Baseline), independently of our module code: conv = in * out * k * k / groups (+ out bias)."""
+
+    def conv(cin: int, cout: int, k: int = 1, groups: int = 1, bias: bool = True) -> int:
+        return cin * cout * k * k // groups + (cout if bias else 0)
+
+    def block(c: int) -> int:
+        dw, ffn = c * config.dw_expand, c * config.ffn_expand
+        shared = conv(c, dw) + conv(dw, dw, 3, groups=dw) + conv(c, ffn) + 4 * c + 2 * c  # 2 LayerNorm2d, beta, gamma
+        if config.block == "nafnet":  # SimpleGate halves dw and ffn; sca is one 1x1 conv
+            return shared + conv(dw // 2, dw // 2) + conv(dw // 2, c) + conv(ffn // 2, c)
+        return shared + conv(dw, dw // 2) + conv(dw // 2, dw) + conv(dw, c) + conv(ffn, c)  # se.1, se.3, conv3, conv5
+
+    chan, total = config.width, conv(3, config.width, 3) + conv(config.width, 3, 3)  # intro, ending
+    for count in config.enc_blk_nums:
+        total += count * block(chan) + conv(chan, 2 * chan, 2)  # encoder blocks, 2x2 stride-2 down
+        chan *= 2
+    total += config.middle_blk_num * block(chan)
+    for count in config.dec_blk_nums:
+        total += conv(chan, 2 * chan, bias=False)  # 1x1 before PixelShuffle(2)
+        chan //= 2
+        total += count * block(chan)
+    return total
+
+
+# Exact counts of the official configurations (megvii-research/NAFNet options/test/{SIDD,GoPro,REDS}/*.yml),
+# each checked three ways below: our module, the closed form above, and (NAFNet blocks) spandrel's class.
+OFFICIAL_PARAMS = {
+    "nafnet_sidd_w32": 29_159_715,
+    "nafnet_sidd_w64": 115_982_915,
+    "nafnet_gopro_w32": 17_111_907,
+    "nafnet_gopro_w64": 67_888_835,
+    "nafnet_reds_w64": 67_888_835,
+    "baseline_sidd_w32": 29_056_227,
+    "baseline_sidd_w64": 194_419_779,
+    "baseline_gopro_w32": 17_023_875,
+    "baseline_gopro_w64": 112_036_291,
+}
+
+
+@pytest.mark.parametrize("preset", sorted(OFFICIAL_PARAMS))
+def test_preset_parameter_counts(preset: str) -> None:
+    config = nafnet.PRESETS[preset]
     with torch.device("meta"):  # shapes only: instant even for 194M parameters
-        net = nafnet.build(nafnet.PRESETS[preset])
-    assert abs(count_params(net) - expected) <= tolerance
+        net = nafnet.build(config)
+    assert count_params(net) == OFFICIAL_PARAMS[preset] == official_param_count(config)
+    if config.block == "nafnet":  # a third count: spandrel's transcription of the official NAFNet class
+        with torch.device("meta"):
+            reference = spandrel_nafnet(img_channel=3, width=config.width, middle_blk_num=config.middle_blk_num,
+                                        enc_blk_nums=list(config.enc_blk_nums), dec_blk_nums=list(config.dec_blk_nums))
+        assert count_params(reference) == OFFICIAL_PARAMS[preset]
+
+
+def test_official_count_sees_every_layer() -> None:
+    # the closed form is not a copy of the module: it must also agree on odd, non-official shapes
+    for config in TINY_VARIANTS.values():
+        assert count_params(nafnet.build(config)) == official_param_count(config), config
 
 
 @pytest.mark.parametrize("preset", sorted(nafnet.PRESETS))
@@ -175,8 +216,10 @@ def test_inconsistent_checkpoint_is_a_detection_error() -> None:
 # --- parity with spandrel's NAFNet (independent code, same math as the official NAFNet_arch.py) ---
 
 
+# batch 1 takes the folded channel-attention path real inference uses (_attend_project), batch 2 the plain one
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("preset", ["nafnet_sidd_w32", "nafnet_gopro_w32"])
-def test_parity_with_spandrel(preset: str, device: torch.device) -> None:
+def test_parity_with_spandrel(preset: str, batch: int, device: torch.device) -> None:
     config = nafnet.PRESETS[preset]
     ours = randomize(nafnet.build(config)).eval().to(device)
     with torch.device("meta"):  # skip a second 29M-parameter random init: the weights are ours
@@ -189,7 +232,7 @@ def test_parity_with_spandrel(preset: str, device: torch.device) -> None:
         )
     reference.load_state_dict(ours.state_dict(), strict=True, assign=True)  # same key names and shapes
     reference.eval()
-    x = torch.rand(2, 3, 37, 45, device=device)  # neither side a multiple of 16
+    x = torch.rand(batch, 3, 37, 45, device=device)  # neither side a multiple of 16
     with torch.no_grad():
         ours_out, ref_out = ours(x), reference(x)
     assert ref_out.shape == ours_out.shape == x.shape
@@ -198,7 +241,8 @@ def test_parity_with_spandrel(preset: str, device: torch.device) -> None:
 
 
 def _reference_baseline_block(block: nafnet.BaselineBlock, inp: torch.Tensor) -> torch.Tensor:
-    """SPEC 1.3 written out with functional ops, independent of the module code under test."""
+    """The official ``BaselineBlock.forward`` (megvii-research/NAFNet ``basicsr/models/archs/Baseline_arch.py``)
+    written out with functional ops, independent of the module code under test."""
 
     def norm(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:  # per-pixel over C, biased var, eps 1e-6
         mean = x.mean(1, keepdim=True)
@@ -218,7 +262,7 @@ def _reference_baseline_block(block: nafnet.BaselineBlock, inp: torch.Tensor) ->
 @pytest.mark.parametrize("dw_expand", [1, 2])
 def test_baseline_block_matches_functional_reference(dw_expand: int) -> None:
     block = randomize(nafnet.BaselineBlock(8, dw_expand=dw_expand, ffn_expand=2))
-    assert block.se[1].weight.shape == (8 * dw_expand // 2, 8 * dw_expand, 1, 1)  # SPEC 1.5 key shapes
+    assert block.se[1].weight.shape == (8 * dw_expand // 2, 8 * dw_expand, 1, 1)  # se.1: dw -> dw//2
     x = torch.randn(2, 8, 9, 11)
     with torch.no_grad():
         torch.testing.assert_close(block(x), _reference_baseline_block(block, x), rtol=0, atol=1e-5)
