@@ -121,9 +121,10 @@ def test_zoo_preset_points_at_red30() -> None:
 
 
 def reference_rednet(sd: StateDict, x: torch.Tensor, skips: dict[int, int]) -> torch.Tensor:
-    """SPEC 3.1 with 1-based layer numbers; ``skips`` maps deconv j -> conv i. Each deconvolution is
-    computed as a convolution with the kernel transposed (in/out) and flipped (H, W), the identity
-    SPEC gives for stride 1, pad 1, which is also how a Caffe blob maps onto a Conv2d."""
+    """The released prototxt (ved27/RED-net ``model/REDNet_ch1.prototxt``) with 1-based layer numbers;
+    ``skips`` maps deconv j -> conv i. Each deconvolution is computed as a convolution with the kernel
+    transposed (in/out) and flipped (H, W), the identity that holds for stride 1, pad 1, which is also
+    how a Caffe blob maps onto a Conv2d."""
     n = sum(1 for k in sd if k.startswith("convs.") and k.endswith(".weight"))
     conv_out: dict[int, torch.Tensor] = {}
     h = x
@@ -141,7 +142,7 @@ def reference_rednet(sd: StateDict, x: torch.Tensor, skips: dict[int, int]) -> t
     return x + h
 
 
-RED30_SKIPS = {1: 14, 3: 12, 5: 10, 7: 8, 9: 6, 11: 4, 13: 2}  # SPEC 3.1, residual1..7
+RED30_SKIPS = {1: 14, 3: 12, 5: 10, 7: 8, 9: 6, 11: 4, 13: 2}  # the prototxt's Eltwise SUM layers residual1..7
 
 
 @pytest.mark.parametrize(("config", "skips"), [(TINY10, {}), (TINY30, RED30_SKIPS)])
@@ -159,8 +160,8 @@ def test_matches_independent_functional_reference(config: rednet.Config, skips: 
 @pytest.mark.parametrize(
     ("preset", "params"),
     [
-        ("red30", 4_134_785),  # SPEC: 4.135M (128 channels, 1 input channel)
-        ("red30_w64", 1_035_201),  # SPEC: 1.035M (paper-text width)
+        ("red30", 4_134_785),  # released prototxt: 128 channels, 1 input channel
+        ("red30_w64", 1_035_201),  # the 64 feature maps of the paper text (p. 3)
         ("red30_rgb", 4_139_395),
         ("red20", 2_658_945),
         ("red10", 1_183_105),

@@ -338,7 +338,8 @@ def _free_port() -> int:
 def test_two_process_gloo_ddp_matches_single_process_with_doubled_batch(
     sr_data: Path, tmp_path: Path, one_thread: None
 ) -> None:
-    # Adam on a net without batch norm, as the brief asks; clipping stays on (it acts after the all-reduce).
+    # Adam on a net without batch norm (no per-process statistics), so 2 x batch 2 must equal 1 x batch 4;
+    # clipping stays on (it acts after the all-reduce).
     ddp_raw = tiny_config(sr_data, tmp_path / "runs", name="ddp", train={"total_steps": 6})
     path = tmp_path / "ddp.yml"
     path.write_text(yaml.safe_dump(ddp_raw))
