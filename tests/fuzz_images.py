@@ -351,6 +351,7 @@ def make_corpus(root: str | Path, seed: int = 0, random_cases: int = 40, mutants
     row_bytes = 1 + 16 * 3
     b.refused("short_stream.png", raw_png(16, 16, bytes(row_bytes)), "truncated")
     b.refused("short_stream_interlaced.png", raw_png(16, 16, bytes(row_bytes * 3), interlace=1), "truncated")
+    b.refused("short_stream_rgb16.png", raw_png(16, 16, bytes(1 + 16 * 6), depth=16), "truncated")
     for fmt, suffix in (("png", ".png"), ("jpg", ".jpg"), ("webp", ".webp"), ("tiff", ".tif"), ("bmp", ".bmp")):
         data = _encode(PILImage.fromarray(_u8(pattern(24, 24, 3))), fmt)
         b.refused(f"cut_half{suffix}", data[: len(data) // 2], "")

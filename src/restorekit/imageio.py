@@ -291,6 +291,8 @@ def _read(path: Path, max_pixels: int | None) -> Image:
             if im.mode == "CMYK":
                 icc = None  # describes the CMYK data, not the RGB we produce
             if sixteen_bit_colour:
+                if im.format == "PNG":  # refused here with a reason, before libpng prints its own line
+                    _check_png_complete(file)
                 # OpenCV's IMREAD_UNCHANGED ignores the EXIF orientation, so it is applied below.
                 exif = im.getexif()
                 file.seek(0)
@@ -322,10 +324,11 @@ _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), 
 
 
 def _check_png_complete(file: BinaryIO) -> None:
-    """Refuse a PNG whose image data stops early.
+    """Refuse a PNG whose image data stops early or fails its checksum.
 
     Pillow fills the missing rows with black without a word when the zlib stream ends before the
     last row, so the decompressed size is counted here against the size the header promises.
+    (16-bit colour PNGs are decoded by OpenCV, whose libpng would print its own unnamed line.)
     """
     file.seek(8)
     header = file.read(25)
@@ -350,9 +353,11 @@ def _check_png_complete(file: BinaryIO) -> None:
             file.seek(length + 4, io.SEEK_CUR)
             continue
         data = file.read(length)
-        file.seek(4, io.SEEK_CUR)  # CRC (Pillow checked it)
+        (crc,) = struct.unpack(">I", file.read(4).rjust(4, b"\0"))
+        if zlib.crc32(b"IDAT" + data) & 0xFFFFFFFF != crc:
+            raise ImageError("damaged: an image data chunk fails its checksum")
         while data and produced < expected:
-            produced += len(inflater.decompress(data, 1 << 20))
+            produced += len(inflater.decompress(data, 1 << 24))  # bounded: a small chunk may inflate 1000x
             data = inflater.unconsumed_tail
         if inflater.eof:
             break
