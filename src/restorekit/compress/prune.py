@@ -1,7 +1,8 @@
 """Structured channel pruning and bias removal for Bicubic++ (stages 2 and 3 of the paper's pipeline).
 
 The Bicubic++ paper trains a 34-channel model with biases, prunes it globally to 32 channels, then
-removes the biases and finetunes; the authors never released that code (SPEC section 4.2), so this is
+removes the biases and finetunes; the authors never released that code (it is on the to-do list of the
+official aselsan-research-imaging-team/bicubic-plusplus README, and its issue #3 asks for it), so this is
 our own design, explained here.
 
 Channel groups. Bicubic++ has two kinds of hidden channel, and a channel is pruned as a whole (every
@@ -31,9 +32,8 @@ leave ``channels`` survivors in every group.
 Bias removal (``remove_bias``). No exact fold exists: a bias before a LeakyReLU changes which inputs
 fall on which side of the kink, so it cannot be moved into the next layer; conv_out's bias has no
 later linear layer to absorb it; and zero padding makes a "constant channel" trick inexact at the
-borders. We therefore drop the biases and rely on the stage-3 finetune to recover. To make the drop
-small, the pipeline's stage 2 can shrink the biases while it finetunes (see ``bias_norm``), and
-``remove_bias`` reports how large the dropped biases were.
+borders. We therefore drop the biases and rely on the stage-3 finetune to recover; ``remove_bias``
+reports how large the dropped biases were.
 """
 
 from __future__ import annotations
@@ -150,14 +150,6 @@ def zero_channels(net: nn.Module, keep: dict[str, torch.Tensor]) -> None:
                 if net.conv1.bias is not None:
                     net.conv1.bias[drop] = 0
                 net.conv2.weight[:, drop] = 0
-
-
-def bias_norm(net: nn.Module) -> torch.Tensor:
-    """Sum of squared biases (a penalty the stage-2 finetune can add so that dropping them costs little)."""
-    biases = [m.bias for m in (net.conv0, net.conv1, net.conv2, net.conv_out) if m.bias is not None]
-    if not biases:
-        return torch.zeros((), device=next(net.parameters()).device)
-    return sum(b.pow(2).sum() for b in biases)  # type: ignore[return-value]
 
 
 def remove_bias(net: nn.Module) -> tuple[bicubic_pp.BicubicPlusPlus, float]:
