@@ -180,15 +180,6 @@ def _tlc_min_size(net: nn.Module) -> tuple[int, int] | None:
     return (max(b[0] for b in bases) + 1, max(b[1] for b in bases) + 1)
 
 
-def available_providers() -> list[str]:
-    """ONNX Runtime execution providers installed here (empty when onnxruntime is missing)."""
-    try:
-        import onnxruntime as ort  # type: ignore[import-untyped]
-    except ImportError:
-        return []
-    return list(ort.get_available_providers())
-
-
 class OnnxRunner:
     """Run an exported ``.onnx`` file as a callable: NCHW float tensor in, NCHW tensor out.
 
