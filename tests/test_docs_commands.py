@@ -248,7 +248,7 @@ def test_marked_commands_have_an_offline_alternative_beside_them() -> None:
 def test_command_runs_offline_as_written(command: DocCommand, reader_files: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     shutil.copytree(reader_files, work)
-    for name in ("src", "configs"):  # repository paths in the docs (the quick start runs in a checkout)
+    for name in ("src", "configs", "tests"):  # repository paths in the docs (a checkout: quick start, fuzz corpus)
         (work / name).symlink_to(REPO / name)
     result = subprocess.run(["bash", "-eo", "pipefail", "-c", command.text], cwd=work, env=offline_env(tmp_path),
                             capture_output=True, text=True, timeout=600, check=False)
