@@ -159,3 +159,127 @@ def test_channel_shuffle_reaches_the_training_set_only(tmp_path: Path) -> None:
     assert not make_dataset(config.data.train, 1, 3, 0, train=False).augment.channel_shuffle
     with pytest.raises(ConfigError, match=r"data.train.channel_shuffle"):
         config_from_dict({**MINIMAL, "data": {"train": {**section, "channel_shuffle": "often"}}})
+
+
+# --- allowed ranges, YAML hazards, run names (issue: reliability) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.grad_clip=-1", "optim.grad_clip: must be > 0"),  # a negative max norm trains uphill
+        ("train.total_steps=-5", "train.total_steps: must be >= 1"),  # exported the untrained network
+        ("data.train.max_images=-1", "data.train.max_images: must be >= 1"),  # dropped the last image
+        ("val.every=-1", "val.every: must be >= 0"),  # validated every step
+        ("train.checkpoint_every=0", "train.checkpoint_every: must be >= 1"),
+        ("train.log_every=-3", "train.log_every: must be >= 1"),
+        ("data.batch_size=0", "data.batch_size: must be >= 1"),
+        ("data.num_workers=-1", "data.num_workers: must be >= 0"),
+        ("optim.lr=.nan", "optim.lr: expected a finite number"),
+        ("optim.lr=-1e-4", "optim.lr: must be > 0"),
+        ("optim.lr=.inf", "optim.lr: expected a finite number"),
+        ("ema.decay=1.5", "ema.decay: must be < 1"),
+        ("optim.betas=[0.9, 1.0]", r"optim.betas\[1\]: must be < 1"),
+        ("schedule.milestones=[10, -1]", r"schedule.milestones\[1\]: must be >= 0"),
+        ("loss.stage_weights=[1, -0.5]", r"loss.stage_weights\[1\]: must be >= 0"),
+        ("val.convention=sr-y", "val.convention: 'sr-y' is not one of auto, sr_y"),
+        ("data.train.degradation=blur:3", "data.train.degradation: bad degradation 'blur:3'"),
+        ("name=../../x", "name: '../../x' is not a plain folder name"),
+        ("name=/tmp/x", "name: '/tmp/x' is not a plain folder name"),
+        ("name=..", "name: '..' is not a plain folder name"),
+        ("model.family=vapsr", "unknown key model.arch.channels"),
+    ],
+)
+def test_out_of_range_values_are_refused_at_dry_run(override: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "run.yml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, [override])
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_family_configs_validate_themselves_at_dry_run(tmp_path: Path) -> None:
+    path = tmp_path / "run.yml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "model": {"family": "vapsr", "arch": {"scale": 5}}}))
+    with pytest.raises(ConfigError, match="model.arch: VapSR: scale must be 2, 3 or 4"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="model.arch: RED-Net: depth must be an even number"):
+        load_config(path, ["model.family=rednet", "model.arch={depth: 7}"])
+
+
+def test_boundary_values_are_accepted() -> None:
+    config = config_from_dict(
+        {**MINIMAL, "ema": {"decay": 0.0}, "val": {"every": 0, "convention": "gray"}, "data": {
+            "train": {"gt": "gt", "lq": "lq", "max_images": 1, "repeat": 1}, "batch_size": 1, "num_workers": 0}}
+    )
+    assert (config.data.train.max_images, config.data.batch_size, config.val.convention) == (1, 1, "gray")
+
+
+def test_every_numeric_field_has_a_range() -> None:
+    """A new int/float config field cannot be added without saying which values it allows."""
+    import dataclasses
+    import typing
+
+    from restorekit.train.config import RULES
+
+    def numeric(hint: object) -> bool:
+        args = typing.get_args(hint)
+        return hint in (int, float) or any(numeric(a) for a in args if a is not Ellipsis)
+
+    def sections(cls: type) -> set[type]:
+        found = {cls}
+        for hint in typing.get_type_hints(cls).values():
+            for inner in (hint, *typing.get_args(hint), *(a for h in typing.get_args(hint) for a in typing.get_args(h))):
+                if isinstance(inner, type) and dataclasses.is_dataclass(inner) and inner not in found:
+                    found |= sections(inner)
+        return found
+
+    classes = sections(RunConfig)
+    assert len(classes) >= 9
+    for cls in classes:
+        for name, hint in typing.get_type_hints(cls).items():
+            if numeric(hint):
+                assert (cls, name) in RULES, f"{cls.__name__}.{name} has no allowed range in RULES"
+    for cls, name in RULES:
+        assert name in {f.name for f in dataclasses.fields(cls)}, f"RULES names {cls.__name__}.{name}, not a field"
+
+
+def test_duplicate_keys_are_refused_at_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yml"
+    path.write_text(yaml.safe_dump(MINIMAL) + "optim: {lr: 1.0e-3}\noptim: {grad_clip: 0.01}\n")
+    with pytest.raises(ConfigError, match=r"dup.yml: not valid YAML at line \d+, column 1: duplicate key 'optim'"):
+        load_config(path)
+    path.write_text(yaml.safe_dump(MINIMAL).replace("total_steps: 3", "total_steps: 3\n  total_steps: 4"))
+    with pytest.raises(ConfigError, match="duplicate key 'total_steps'"):
+        load_config(path)
+
+
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    import resource
+    import time
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]  # 9**9 items if expanded
+    path = tmp_path / "bomb.yml"
+    path.write_text("\n".join(lines) + "\n" + yaml.safe_dump(MINIMAL))
+    assert path.stat().st_size < 1000
+    before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    with pytest.raises(ConfigError, match="alias \\*a0 is not allowed"):
+        load_config(path)
+    assert time.perf_counter() - started < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024  # KiB
+    with pytest.raises(ConfigError, match="alias"):
+        load_config(tmp_path / "bomb.yml", ["optim.betas=&b [0.9, *b]"])
+
+
+def test_unreadable_config_files_are_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yml"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 16)
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(binary)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path)  # a folder
+    deep = tmp_path / "deep.yml"
+    deep.write_text("[" * 20000)
+    with pytest.raises(ConfigError, match="deep.yml: not valid YAML"):
+        load_config(deep)

@@ -5,16 +5,23 @@ A recipe is a YAML mapping whose sections mirror the dataclasses below (``model`
 dataclass fields and every value against the field's type; an unknown key, a missing required key or
 a wrong type raises :class:`~restorekit.errors.ConfigError` naming the key path (``optim.betas[1]``).
 
-Overrides (``optim.lr=2e-4``) are parsed with ``yaml.safe_load`` (never ``eval``) and applied to the
+Overrides (``optim.lr=2e-4``) are parsed with the same safe YAML loader (never ``eval``) and applied to the
 raw mapping before validation, so they are checked exactly like the file.
 
 ``model.arch`` is validated against the chosen family's own ``Config`` dataclass, so a typo in an
 architecture field is caught before anything is built.
+
+Every value is also checked against its allowed range (``RULES``, one line per field, applied by
+:func:`from_mapping` as each section is built), so ``restorekit train --dry-run`` rejects a negative
+step count or a NaN learning rate instead of the run failing (or silently misbehaving) hours later.
+YAML is read with a loader that refuses duplicate keys (a repeated section would silently replace the
+first) and aliases (a few hundred bytes of nested aliases expand to gigabytes).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -24,6 +31,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from .. import conventions
 from ..errors import ConfigError
 
 
@@ -118,7 +126,7 @@ class TrainSection:
 @dataclass(frozen=True)
 class ValSection:
     every: int = 0  # steps between validations; 0 validates only at the end (if data.val is set)
-    convention: str = "auto"  # sr_y, restoration_rgb, sidd_float, derain_y, gray; auto by scale
+    convention: str = "auto"  # a key of CONVENTIONS, or auto (the preset's paper protocol, else by scale)
     metric: Literal["psnr", "ssim"] = "psnr"  # chooses the best checkpoint
 
 
@@ -159,8 +167,137 @@ class RunConfig:
         return from_mapping(family.Config, merged, "model.arch")
 
 
+# Metric conventions a run may validate under (``val.convention``), by name.
+CONVENTIONS: dict[str, conventions.MetricConvention] = {
+    "sr_y": conventions.SR_Y,
+    "restoration_rgb": conventions.RESTORATION_RGB,
+    "sidd_float": conventions.SIDD_FLOAT,
+    "derain_y": conventions.DERAIN_Y,
+    "gray": conventions.GRAY,
+}
+
+
 # --------------------------------------------------------------------------------------------------
-# Generic validation: mapping -> dataclass, checked against the type hints.
+# Allowed values, one rule per field: checked by from_mapping as each section is built.
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numbers from ``low`` to ``high`` (``None``: unbounded; ``*_open``: the bound itself is excluded).
+    A tuple field's rule applies to each item; ``None`` (an optional field left unset) always passes."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return f"must be {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return f"must be {'<' if self.high_open else '<='} {self.high:g}"
+        return None
+
+    def describe(self) -> str:
+        low = "" if self.low is None else f"{'(' if self.low_open else '['}{self.low:g}"
+        high = "" if self.high is None else f"{self.high:g}{')' if self.high_open else ']'}"
+        return f"{low or '(-inf'}, {high or 'inf)'}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A rule that is not a numeric range: ``test(value)`` returns what is wrong, or None."""
+
+    test: Any  # Callable[[Any], str | None]; a plain field keeps the dataclass hashable and frozen
+    text: str
+
+    def problem(self, value: Any) -> str | None:
+        return self.test(value)
+
+    def describe(self) -> str:
+        return self.text
+
+
+def _at_least(low: float) -> Range:
+    return Range(low=low)
+
+
+_POSITIVE = Range(low=0, low_open=True)
+_FRACTION = Range(low=0, high=1, high_open=True)  # decays, betas, momentum: 1 would never forget
+
+
+def _run_name(name: str) -> str | None:
+    # The run folder is out_dir/name: a name with a separator, '..' or an absolute path would put it
+    # (and everything the run writes) outside out_dir.
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or Path(name).is_absolute():
+        return f"{name!r} is not a plain folder name (no '/', '\\', '..' or absolute path)"
+    return None
+
+
+def _convention(name: str) -> str | None:
+    valid = ("auto", *CONVENTIONS)
+    return None if name in valid else f"{name!r} is not one of {', '.join(valid)}"
+
+
+def _degradation(spec: str | None) -> str | None:
+    if spec is None:
+        return None
+    from ..data.degrade import parse_degradation  # lazily: the data package imports this module
+
+    try:
+        parse_degradation(spec)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+# (section, field) -> rule. Every int/float field of every section has one (tests/test_train_config.py
+# checks that a new field cannot be added without its range).
+RULES: dict[tuple[type, str], Range | Check] = {
+    (RunConfig, "name"): Check(_run_name, "a plain folder name"),
+    (DatasetSection, "patch"): _at_least(1),
+    (DatasetSection, "repeat"): _at_least(1),
+    (DatasetSection, "max_images"): _at_least(1),
+    (DatasetSection, "weight"): _POSITIVE,
+    (DatasetSection, "degradation"): Check(_degradation, "a degradation spec"),
+    (DataSection, "batch_size"): Range(1, 2**16),
+    (DataSection, "num_workers"): Range(0, 256),
+    (OptimSection, "lr"): _POSITIVE,
+    (OptimSection, "betas"): _FRACTION,
+    (OptimSection, "weight_decay"): _at_least(0),
+    (OptimSection, "momentum"): _FRACTION,
+    (OptimSection, "grad_clip"): _POSITIVE,  # a negative max norm flips every gradient's sign
+    (ScheduleSection, "total"): _at_least(1),
+    (ScheduleSection, "min_lr"): _at_least(0),
+    (ScheduleSection, "milestones"): _at_least(0),
+    (ScheduleSection, "gamma"): _POSITIVE,
+    (ScheduleSection, "warmup"): _at_least(0),
+    (LossSection, "stage_weights"): _at_least(0),
+    (TrainSection, "total_steps"): _at_least(1),
+    (TrainSection, "seed"): Range(0, 2**63 - 1),
+    (TrainSection, "checkpoint_every"): _at_least(1),
+    (TrainSection, "log_every"): _at_least(1),
+    (ValSection, "every"): _at_least(0),  # 0: only at the end
+    (ValSection, "convention"): Check(_convention, "auto or a convention name"),
+    (EmaSection, "decay"): _FRACTION,  # 0 disables EMA
+}
+
+
+def _check_rule(cls: type, name: str, value: Any, path: str) -> None:
+    rule = RULES.get((cls, name))
+    if rule is None or value is None:
+        return
+    items = value if isinstance(value, tuple) and isinstance(rule, Range) else (value,)
+    for i, item in enumerate(items):
+        problem = rule.problem(item)
+        if problem:
+            where = f"{path}[{i}]" if items is value else path
+            got = f", got {item!r}" if isinstance(rule, Range) else ""  # a Check's text names the value
+            raise ConfigError(f"{where}: {problem}{got}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic validation: mapping -> dataclass, checked against the type hints and RULES.
 
 
 def from_mapping(cls: type, data: Any, path: str = "") -> Any:
@@ -178,11 +315,12 @@ def from_mapping(cls: type, data: Any, path: str = "") -> Any:
         key_path = f"{path}.{name}" if path else name
         if name in data:
             values[name] = _convert(hints[name], data[name], key_path)
+            _check_rule(cls, name, values[name], key_path)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key {key_path}")
     try:
         return cls(**values)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:  # a family Config's own checks (VapSR scale 2-4)
         raise ConfigError(f"{path or 'config'}: {exc}") from exc
 
 
@@ -232,15 +370,20 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if hint is float:
         if isinstance(value, bool):
             raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+        number: float | None = None
         if isinstance(value, (int, float)):
-            return float(value)
-        # PyYAML (YAML 1.1) reads ``1e-3`` as a string because it has no dot; accept numeric strings.
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
+            # PyYAML (YAML 1.1) reads ``1e-3`` as a string because it has no dot; accept numeric strings.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+        if number is None:
+            raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+        if not math.isfinite(number):  # no setting means anything at NaN or infinity
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
@@ -264,8 +407,67 @@ def _describe(value: Any) -> str:
 # Files and overrides.
 
 
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys and aliases.
+
+    PyYAML keeps the last of two equal keys, so a second ``optim:`` section silently replaced the
+    first; and aliases let a 700-byte file expand to gigabytes (each level of ``&a [*b, *b, ...]``
+    multiplies). Recipes never need either: a repeated key or an alias is an error at its line.
+    """
+
+    # Recipes nest four levels deep; PyYAML's scanner slows quadratically with nesting (a line of
+    # 100,000 '[' takes minutes), so nesting stops at the scanner, before any of that work.
+    max_depth = 32
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        if self.flow_level >= self.max_depth:
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {self.max_depth} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def add_indent(self, column: int) -> bool:
+        if len(self.indents) >= self.max_depth:
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {self.max_depth} levels", self.get_mark())
+        return super().add_indent(column)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} is not allowed in configs (write the value out)", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (a repeated key would silently replace the first)",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python data with :class:`StrictLoader` (safe types only, no duplicates, no aliases)."""
+    return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass: builds plain types only
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{where}: {problem}"
+
+
 def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Apply one ``dotted.key=value`` override to a raw mapping (value parsed by ``yaml.safe_load``)."""
+    """Apply one ``dotted.key=value`` override to a raw mapping (value parsed by :func:`parse_yaml`)."""
     if "=" not in override:
         raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. optim.lr=2e-4")
     key, text = override.split("=", 1)
@@ -273,9 +475,11 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     if not all(parts):
         raise ConfigError(f"override {override!r}: empty key component")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"override {override!r}: value is not valid YAML{_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"override {override!r}: value nests too deeply") from None
     node: dict[str, Any] = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -291,14 +495,17 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML file's top-level mapping, with ``name`` defaulting to the file's stem; errors name the file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as exc:  # a folder, a permission problem, a device
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
+        raise ConfigError(f"{path}: not valid YAML{_yaml_problem(exc)}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw.setdefault("name", path.stem)

@@ -30,18 +30,10 @@ from ..errors import ConfigError
 from ..model import RestorationModel, build_model
 from . import distributed
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from .config import RunConfig, dump_config, load_config, to_dict
+from .config import CONVENTIONS, RunConfig, dump_config, load_config, to_dict
 from .ema import EMA
 from .losses import get_loss, staged_loss
 from .schedules import lr_at
-
-CONVENTIONS: dict[str, MetricConvention] = {
-    "sr_y": conventions.SR_Y,
-    "restoration_rgb": conventions.RESTORATION_RGB,
-    "sidd_float": conventions.SIDD_FLOAT,
-    "derain_y": conventions.DERAIN_Y,
-    "gray": conventions.GRAY,
-}
 
 
 @dataclass(frozen=True)
