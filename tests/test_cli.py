@@ -56,6 +56,7 @@ def test_safetensors_metadata_wins_over_detection(tmp_path: Path) -> None:
     assert restorekit.load(path).config.negative_slope == 0.2
 
 
+@pytest.mark.slow
 def test_preset_footprints_match_the_networks() -> None:
     """zoo.FOOTPRINTS (what `restorekit models` lists without torch) against every preset, rebuilt."""
     from restorekit.complexity import footprint_line, measure_preset

@@ -43,6 +43,7 @@ def test_every_family_has_a_tiny_config() -> None:
     assert set(FAMILIES) <= set(TINY_FIELDS), f"add a tiny config for {set(FAMILIES) - set(TINY_FIELDS)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "extra"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_onnx_matches_pytorch_at_two_sizes(family: str, extra: dict[str, Any], tmp_path: Path) -> None:
     if family not in FAMILIES:
@@ -70,6 +71,7 @@ def test_metadata_records_family_scale_alignment(tmp_path: Path) -> None:
     assert '"channels": 8' in runner.metadata["restorekit.config"]
 
 
+@pytest.mark.slow
 def test_fp16_export_is_close_and_returns_fp32(tmp_path: Path) -> None:
     model = tiny_model("vapsr", torch.device("cpu"))
     runner = OnnxRunner(export_onnx(model, tmp_path / "v16.onnx", precision="fp16"))
@@ -122,6 +124,7 @@ def test_export_cli_writes_and_checks(tmp_path: Path, monkeypatch: pytest.Monkey
     assert OnnxRunner(out).family == "vapsr"  # detected from the tensors alone
 
 
+@pytest.mark.slow
 def test_tlc_model_exports_for_sizes_above_its_window(tmp_path: Path) -> None:
     from restorekit.tlc import convert_to_local
 

@@ -21,6 +21,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return make_corpus(tmp_path_factory.mktemp("fuzz"), seed=0, random_cases=40, mutants=12)
 
 
+@pytest.mark.slow
 def test_every_file_ends_as_expected(corpus: Corpus, tmp_path: Path) -> None:
     before = snapshot(corpus.root)
     code, out, err = run_corpus(corpus, tmp_path / "out")
@@ -30,6 +31,7 @@ def test_every_file_ends_as_expected(corpus: Corpus, tmp_path: Path) -> None:
     assert f"removed an abandoned temp file: {tmp_path / 'out' / corpus.stale_temp}" in err
 
 
+@pytest.mark.slow
 def test_every_restorable_file_makes_a_valid_tiff(corpus: Corpus, tmp_path: Path) -> None:
     """The same corpus written as TIFF: no input's layout (width, strips, photometric, palette,
     BigTIFF, orientation) may leak into the file, which tifffile must read as the right image."""

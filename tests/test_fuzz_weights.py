@@ -38,6 +38,7 @@ def _outcome(case: Case, capfd: pytest.CaptureFixture[str]) -> tuple[str, Any]:
         signal.alarm(0)
 
 
+@pytest.mark.slow
 def test_weights_corpus(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     cases = generate(tmp_path, n_random=N_RANDOM, seed=0)
     models = reference_models(seed=0)

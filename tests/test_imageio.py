@@ -173,6 +173,7 @@ _LOSSLESS_MODES = {"png": ("L", "LA", "RGB", "RGBA", "I;16"), "tiff": ("L", "LA"
                    "webp": ("RGB", "RGBA"), "bmp": ("L", "RGB")}
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(fmt=st.sampled_from(sorted(_LOSSLESS_MODES)), pick=st.integers(0, 6), orientation=st.integers(1, 8),
        height=st.integers(1, 23), width=st.integers(1, 23), seed=st.integers(0, 2**16))

@@ -40,6 +40,7 @@ def _probe(env_value: str | None) -> tuple[bool, int]:
     return took == "True", int(growth)
 
 
+@pytest.mark.slow
 @glibc_only
 def test_retained_memory_stays_mapped_for_reuse() -> None:
     took, growth = _probe(None)
@@ -47,6 +48,7 @@ def test_retained_memory_stays_mapped_for_reuse() -> None:
     assert growth > 200  # the freed 256 MiB block stayed in the process for the next tensor
 
 
+@pytest.mark.slow
 @glibc_only
 def test_opt_out_leaves_malloc_alone() -> None:
     took, growth = _probe("0")

@@ -58,6 +58,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path: Path, photos: Path, tiny_nafnet: Path) -> None:
     assert _restore(photos, tmp_path / "one", tiny_nafnet, "--report", str(tmp_path / "one.json")) == 1  # corrupt file
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -117,6 +118,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_killed_shard_is_finished_by_its_rerun(tmp_path: Path, photos: Path, tiny_nafnet: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     _restore(photos, tmp_path / "one", tiny_nafnet, "--batch-size", "1")

@@ -148,6 +148,7 @@ def test_ema_update_rule() -> None:
 # Whole runs.
 
 
+@pytest.mark.slow
 def test_run_learns_validates_exports_and_reloads(sr_data: Path, tmp_path: Path, device: torch.device) -> None:
     raw = tiny_config(sr_data, tmp_path / "runs", train={"total_steps": 30, "device": str(device), "plot": True},
                       ema={"decay": 0.5}, val={"every": 10, "convention": "sr_y"})
