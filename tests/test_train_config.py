@@ -176,7 +176,7 @@ def test_channel_shuffle_reaches_the_training_set_only(tmp_path: Path) -> None:
         ("data.batch_size=0", "data.batch_size: must be >= 1"),
         ("data.num_workers=-1", "data.num_workers: must be >= 0"),
         ("optim.lr=.nan", "optim.lr: expected a finite number"),
-        ("optim.lr=-1e-4", "optim.lr: must be > 0"),
+        ("optim.lr=-1e-4", "optim.lr: must be >= 0"),
         ("optim.lr=.inf", "optim.lr: expected a finite number"),
         ("ema.decay=1.5", "ema.decay: must be < 1"),
         ("optim.betas=[0.9, 1.0]", r"optim.betas\[1\]: must be < 1"),

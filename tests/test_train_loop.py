@@ -225,8 +225,8 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path: Path, monk
     path = tmp_path / "last.pt"
     checkpoint.save_checkpoint({"model": {}, "step": 1}, path)
 
-    def torn_write(obj: Any, f: str) -> None:
-        Path(f).write_bytes(b"half a checkpoint")
+    def torn_write(obj: Any, f: Any) -> None:
+        f.write(b"half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint.torch, "save", torn_write)
@@ -363,3 +363,150 @@ def test_two_process_gloo_ddp_matches_single_process_with_doubled_batch(
     torch.manual_seed(0)  # the runs' seed: this is the initialisation both started from
     initial = build_model("bicubic_pp", bicubic_pp.Config(channels=4, bias=True)).net.state_dict()
     assert all((single[key] - initial[key]).abs().max() > 1e-4 for key in single)  # six steps really moved it
+
+
+# ------------------------------------------------------------------------------------------------
+# Run-folder reliability: checksummed checkpoints with a fallback, one trainer per folder, stale temp
+# files, disk full, a checkpoint of another family, worker errors, names confined to out_dir.
+
+
+def _flip_a_bit(path: Path, member: str = "data/0") -> None:
+    """Flip one bit inside a member's stored bytes (what a bad disk or a bad copy does)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(member))
+    data = bytearray(path.read_bytes())
+    offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[offset + info.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_checkpoint_damage_is_detected(tmp_path: Path) -> None:
+    from restorekit.train.checkpoint import CheckpointError, save_checkpoint
+
+    state = {"model": {"w": torch.arange(1000.0)}, "step": 3}
+    path = save_checkpoint(state, tmp_path / "last.pt")
+    assert load_checkpoint(path)["step"] == 3
+    _flip_a_bit(path)
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path)
+    save_checkpoint(state, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty file"):
+        load_checkpoint(path)
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(
+    sr_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from restorekit.train.checkpoint import CheckpointError, previous_path
+
+    raw = tiny_config(sr_data, tmp_path, train={"total_steps": 8, "checkpoint_every": 2})
+    train(config_from_dict(raw))
+    last = tmp_path / "tiny" / "last.pt"
+    prev = previous_path(last)
+    assert load_checkpoint(last)["step"] == 8 and load_checkpoint(prev)["step"] == 6
+    capfd.readouterr()
+    for damage in ("flip", "truncate", "zero"):
+        good = prev.read_bytes()
+        if damage == "flip":
+            _flip_a_bit(last)
+        elif damage == "truncate":
+            last.write_bytes(last.read_bytes()[:1000])
+        else:
+            last.write_bytes(b"")
+        result = train(config_from_dict({**raw, "train": {**raw["train"], "total_steps": 9}}), resume=True)
+        assert result.step == 9
+        err = capfd.readouterr().err
+        assert f"note: {last}: " in err and "resuming from last.prev.pt (step 6) instead" in err, err
+        assert len([line for line in err.splitlines() if line.startswith("note: ")]) >= 1
+        prev.write_bytes(good)  # reset: step-6 checkpoint as previous, a damaged newest
+        last.write_bytes(good)
+    _flip_a_bit(last)
+    prev.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="damaged.*and the fallback .*empty file") as info:
+        train(config_from_dict(raw), resume=True)
+    assert "\n" not in str(info.value)
+
+
+def test_one_trainer_per_run_folder_and_stale_locks(sr_data: Path, tmp_path: Path) -> None:
+    from restorekit.train.rundir import RunLock
+
+    config = config_from_dict(tiny_config(sr_data, tmp_path, train={"total_steps": 1}))
+    with RunLock(tmp_path / "tiny"), pytest.raises(ConfigError, match=f"another trainer is using .*pid {os.getpid()}"):
+        train(config)
+    assert not (tmp_path / "tiny" / "last.pt").exists()
+    # a lock file left by a dead trainer holds no lock: the next run takes it over
+    (tmp_path / "tiny" / ".lock").write_text("pid 999999 on elsewhere\n")
+    assert train(config).step == 1
+
+
+def test_stale_temp_files_are_cleaned_and_others_kept(sr_data: Path, tmp_path: Path) -> None:
+    raw = tiny_config(sr_data, tmp_path, train={"total_steps": 2})
+    train(config_from_dict(raw))
+    run = tmp_path / "tiny"
+    stale = [run / "last.pt.k3j_x9az.part", run / "final.safetensors.abcdefgh.part"]
+    kept = [run / "notes.part", run / "mine.pt.abcdefgh.part"]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    train(config_from_dict({**raw, "train": {**raw["train"], "total_steps": 3}}), resume=True)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+def test_disk_full_is_one_line(sr_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from restorekit.errors import DiskFullError
+    from restorekit.train import checkpoint
+
+    def full(obj: Any, f: Any) -> None:
+        f.write(b"some bytes")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(DiskFullError, match="disk full") as info:
+        train(config_from_dict(tiny_config(sr_data, tmp_path, train={"total_steps": 4, "checkpoint_every": 2})))
+    assert "\n" not in str(info.value)
+    assert not list((tmp_path / "tiny").glob("*.part"))
+
+
+def test_resuming_another_familys_checkpoint_is_one_line(sr_data: Path, tmp_path: Path) -> None:
+    from restorekit.train.checkpoint import CheckpointError
+
+    raw = tiny_config(sr_data, tmp_path, train={"total_steps": 1})
+    train(config_from_dict(raw))
+    other = {**raw, "model": {"family": "vapsr", "arch": {"scale": 3, "num_feat": 8, "num_block": 1, "d_atten": 8}}}
+    with pytest.raises(CheckpointError, match="a checkpoint of a bicubic_pp run, but this config trains vapsr"):
+        train(config_from_dict(other), resume=True)
+    wider = {**raw, "model": {"family": "bicubic_pp", "arch": {"channels": 6, "bias": True}}}
+    with pytest.raises(DetectionError, match="does not fit bicubic_pp") as info:
+        train(config_from_dict(wider), resume=True)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupt_training_image_is_one_line_naming_it(workers: int, sr_data: Path, tmp_path: Path) -> None:
+    from restorekit.errors import RestorekitError
+
+    broken = sr_data / "train" / "gt" / "1.png"
+    broken.write_bytes(broken.read_bytes()[:40])  # a truncated download
+    raw = tiny_config(sr_data, tmp_path, train={"total_steps": 3})
+    raw["data"]["num_workers"] = workers
+    with pytest.raises(RestorekitError) as info:
+        train(config_from_dict(raw))
+    message = str(info.value)
+    assert "\n" not in message and str(broken) in message, message
+
+
+def test_run_names_cannot_leave_out_dir(sr_data: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    config = config_from_dict(tiny_config(sr_data, tmp_path / "runs", train={"total_steps": 1}))
+    escaped = dataclasses.replace(config, name="../escaped")  # built in Python, not read from a file
+    with pytest.raises(ConfigError, match="not a plain folder name"):
+        train(escaped)
+    assert not (tmp_path / "escaped").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from .errors import RestorekitError
+from .errors import DiskFullError, RestorekitError, is_disk_full
 from .loading import config_to_json
 from .model import RestorationModel, load
 
@@ -36,6 +36,10 @@ def save_safetensors(model: RestorationModel, destination: str | Path, extra: di
     try:
         save_file(tensors, tmp, metadata=metadata)
         os.replace(tmp, destination)
+    except Exception as exc:
+        if is_disk_full(exc):  # safetensors keeps only the OS message: "No space left on device (os error 28)"
+            raise DiskFullError(f"{destination}: disk full (ENOSPC) while writing the weights") from None
+        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
     return destination

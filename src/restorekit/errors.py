@@ -32,3 +32,24 @@ class UnknownNameError(RestorekitError, KeyError):
 
 class DeviceError(RestorekitError):
     """The requested device is not available in this PyTorch build or machine."""
+
+
+class DiskFullError(RestorekitError):
+    """A write failed because the file system is full (ENOSPC) or over quota (EDQUOT)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it wraps) is a full disk: an ``OSError`` with ENOSPC/EDQUOT, or a
+    library error that only kept the OS message (safetensors: "No space left on device (os error 28)")."""
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(current) or "Disk quota exceeded" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -262,7 +262,7 @@ RULES: dict[tuple[type, str], Range | Check] = {
     (DatasetSection, "degradation"): Check(_degradation, "a degradation spec"),
     (DataSection, "batch_size"): Range(1, 2**16),
     (DataSection, "num_workers"): Range(0, 256),
-    (OptimSection, "lr"): _POSITIVE,
+    (OptimSection, "lr"): _at_least(0),  # 0 keeps the weights fixed (a test of init, a frozen stage)
     (OptimSection, "betas"): _FRACTION,
     (OptimSection, "weight_decay"): _at_least(0),
     (OptimSection, "momentum"): _FRACTION,

@@ -8,10 +8,12 @@ random choice in the data comes from (seed, epoch, position) (see ``data/dataset
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,13 +28,14 @@ from .. import conventions
 from ..conventions import MetricConvention
 from ..data.build import make_dataset, make_train_set
 from ..data.datasets import DegradedFolder, EpochBatchSampler, PairedFolder, SampleKey
-from ..errors import ConfigError
+from ..errors import ConfigError, DiskFullError, RestorekitError, is_disk_full
 from ..model import RestorationModel, build_model
 from . import distributed
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from .config import CONVENTIONS, RunConfig, dump_config, load_config, to_dict
+from .checkpoint import CheckpointError, capture_rng, load_latest, previous_path, restore_rng, save_checkpoint
+from .config import CONVENTIONS, RunConfig, config_from_dict, dump_config, load_config, to_dict
 from .ema import EMA
 from .losses import get_loss, staged_loss
+from .rundir import RunLock, clean_stale_temps
 from .schedules import lr_at
 
 
@@ -53,17 +56,29 @@ class TrainResult:
 def train(config: RunConfig | str | Path, resume: bool = False, overrides: tuple[str, ...] = ()) -> TrainResult:
     """Train from a config (a :class:`RunConfig` or a YAML path), optionally resuming ``runs/<name>/last.pt``.
 
-    Under ``torchrun`` every process calls this; rank 0 alone logs and writes files.
+    Under ``torchrun`` every process calls this; rank 0 alone logs and writes files, and holds the
+    run folder's lock (:class:`~restorekit.train.rundir.RunLock`) for the whole run.
     """
-    cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
+    # A RunConfig built in Python is validated again, so its values meet the same ranges as a file's.
+    cfg = config_from_dict(to_dict(config)) if isinstance(config, RunConfig) else load_config(config, overrides)
     info = distributed.from_env()
     device = pick_device(cfg.train.device, info)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     created = distributed.init(info, device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
+    run_dir = Path(cfg.train.out_dir) / cfg.name  # cfg.name is a plain folder name (config RULES)
     try:
-        return _train(cfg, resume, info, device)
+        with RunLock(run_dir) if info.is_main else contextlib.nullcontext():
+            return _train(cfg, resume, info, device)
+    except Exception as exc:
+        # A full disk surfaces from torch, safetensors, tensorboard or a log write, often as pages of
+        # traceback that never say why; whichever write hit it, the user gets one line.
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(
+                f"{run_dir}: disk full (ENOSPC); free space and pass --resume (the last good checkpoint is kept)"
+            ) from None
+        raise
     finally:
         torch.use_deterministic_algorithms(was_deterministic)  # do not leak a global switch into the caller
         distributed.shutdown(created)
@@ -92,10 +107,15 @@ def pick_device(name: str, info: distributed.DistInfo) -> torch.device:
 def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: torch.device) -> TrainResult:
     run_dir = Path(cfg.train.out_dir) / cfg.name
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if resume and not last_path.is_file():
+    has_run = last_path.is_file() or previous_path(last_path).is_file()
+    if resume and not has_run:
         raise ConfigError(f"{last_path}: no checkpoint to resume from")
-    if not resume and last_path.is_file():
+    if not resume and has_run:
         raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or pick another name")
+    if info.is_main:
+        stale = clean_stale_temps(run_dir)  # safe: we hold the run folder's lock
+        if stale:
+            print(f"note: removed {len(stale)} temp file(s) an interrupted write left in {run_dir}", file=sys.stderr)
     if cfg.train.deterministic:
         # cuBLAS needs this for deterministic matmuls; harmless elsewhere.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -144,22 +164,30 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
     best: float | None = None
     history: list[dict[str, float]] = []
     if resume:
-        state = load_checkpoint(last_path, map_location=device)
-        model.net.load_state_dict(state["model"])
-        if ema is not None:
-            if state.get("ema") is None:
-                raise ConfigError(f"{last_path}: the run had no EMA but ema.decay is now {cfg.ema.decay}")
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        step, epoch, batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
-        best = state.get("best")
-        history = list(state.get("history", []))
-        restore_rng(state["rng"])
+        state, used, note = load_latest(last_path, map_location=device)
+        if note and info.is_main:
+            print(f"note: {note}", file=sys.stderr)
+        _check_same_family(state, cfg, used)
+        try:
+            _load_strict(model.net, state["model"], cfg.model.family, str(used))
+            if ema is not None:
+                if state.get("ema") is None:
+                    raise ConfigError(f"{used}: the run had no EMA but ema.decay is now {cfg.ema.decay}")
+                ema.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            step, epoch, batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
+            best = state.get("best")
+            history = list(state.get("history", []))
+            restore_rng(state["rng"])
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+            # torch's messages for a mismatched optimizer or RNG state run to pages; the cause is one line
+            reason = " ".join(str(exc).split())[:160]
+            raise CheckpointError(f"{used}: does not fit this run's config ({type(exc).__name__}: {reason})") from None
         changed = _changed_keys(state.get("config", {}), to_dict(cfg))
         if changed and info.is_main:
             # Allowed (e.g. a longer train.total_steps), but the run is then no longer the one it started as.
-            print(f"note: resuming {last_path} with changed config keys: {', '.join(changed)}", file=sys.stderr)
+            print(f"note: resuming {used} with changed config keys: {', '.join(changed)}", file=sys.stderr)
     elif info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yml")
@@ -191,7 +219,7 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
     model.net.train()
     while step < total_steps:
         sampler.set_epoch(epoch, batch_in_epoch)
-        for lq, gt in loader:
+        for lq, gt in _batches(loader):
             lq, gt = lq.to(device, non_blocking=True), gt.to(device, non_blocking=True)
             lr = lr_at(cfg.schedule, cfg.optim.lr, step if cfg.schedule.unit == "step" else epoch, schedule_total)
             for group in optimizer.param_groups:
@@ -236,7 +264,7 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
                     best, best_path, run_dir, checkpoint_state, writer, log_file,
                 )
             if step % cfg.train.checkpoint_every == 0 and step < total_steps and info.is_main:
-                save_checkpoint(checkpoint_state(), last_path)
+                save_checkpoint(checkpoint_state(), last_path, keep_previous=True)
             if step >= total_steps:
                 break
         else:  # the epoch ran out (not a break): move the data position to the next epoch
@@ -253,7 +281,7 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
         )
     weights = run_dir / "final.safetensors"
     if info.is_main:
-        save_checkpoint(checkpoint_state(), last_path)
+        save_checkpoint(checkpoint_state(), last_path, keep_previous=True)
         _export(ema.net if ema is not None else model.net, cfg, arch, weights, step)
         (run_dir / "metrics.json").write_text(json.dumps({"step": step, **metrics}, indent=2), encoding="utf-8")
         if cfg.train.plot:
@@ -314,6 +342,42 @@ def _convention(name: str, family: str, arch_preset: str | None, scale: int) -> 
         return CONVENTIONS[name]
     except KeyError:
         raise ConfigError(f"val.convention: unknown {name!r}; valid: auto, {', '.join(CONVENTIONS)}") from None
+
+
+def _check_same_family(state: dict[str, Any], cfg: RunConfig, path: Path) -> None:
+    family = state.get("family")
+    if family is not None and family != cfg.model.family:
+        raise CheckpointError(
+            f"{path}: a checkpoint of a {family} run, but this config trains {cfg.model.family}; "
+            "check train.out_dir and name"
+        )
+
+
+def _load_strict(net: nn.Module, state: Any, family: str, source: str) -> None:
+    from .. import loading
+
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: its 'model' entry is not a state dict")
+    loading.load_strict(net, state, family, source=source)
+
+
+def _batches(loader: torch.utils.data.DataLoader) -> Any:
+    """Iterate ``loader``; an error raised in a worker process comes back as its own one line.
+
+    DataLoader re-raises a worker's exception with the worker's whole traceback as the message (28
+    lines for one unreadable image); the last line is the error itself, which names the file.
+    """
+    try:
+        yield from loader
+    except Exception as exc:
+        message = str(exc)
+        if "Original Traceback" not in message:
+            raise
+        last = [line for line in message.splitlines() if line.strip()][-1]
+        # "restorekit.errors.ImageError: PATH: cannot read image (...)" -> "PATH: cannot read image (...)"
+        text = re.sub(r"^[\w.]+(Error|Exception|Warning)\w*: ", "", last.strip())
+        error = type(exc) if isinstance(exc, RestorekitError) else RestorekitError
+        raise error(f"data loading failed: {text}" if error is RestorekitError else text) from None
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
