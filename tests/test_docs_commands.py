@@ -17,7 +17,8 @@ section documents), and is not run:
 
 A ``restorekit VERB`` line marked ``needs download``/``needs GPU`` must have an unmarked line of the
 same verb in its block: the offline alternative. Commands that are unmarked but not run here are
-listed in :data:`NOT_RUN` with the reason; long ones in :data:`SLOW` run under the ``slow`` marker.
+listed in :data:`NOT_RUN` with the reason. Every run is a fresh process (a torch import, often a
+model): seconds each, so they all carry the ``slow`` marker.
 """
 
 from __future__ import annotations
@@ -51,10 +52,6 @@ NOT_RUN: dict[str, str] = {
     r"bash scripts/install_browser\.sh$": "installs Chromium with apt-get (root and a package mirror); .ci/run runs it",
     r"python -m pytest": "the test suite itself",
     r"restorekit ui\b": "serves until stopped; tests/test_ui.py starts the same server on a free port and uses it",
-}
-# unmarked commands that run, but only under the slow marker: pattern -> why
-SLOW: dict[str, str] = {
-    r"restorekit bench ": "warm-up plus 10 timed runs at the documented size: tens of seconds on one CPU thread",
 }
 
 
@@ -243,7 +240,7 @@ def test_marked_commands_have_an_offline_alternative_beside_them() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if _reason(SLOW, c) else []) for c in RUNNABLE],
+    [pytest.param(c, id=c.id, marks=[pytest.mark.slow]) for c in RUNNABLE],
 )
 def test_command_runs_offline_as_written(command: DocCommand, reader_files: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
