@@ -4,19 +4,29 @@ computed as flipped, transposed convolutions), and parameter counts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from family_checks import assert_detects_and_reproduces
+from PIL import Image as PILImage
 
 import restorekit
 from restorekit.archs import FAMILIES, rednet
+from restorekit.cli import main
 from restorekit.complexity import count_params
 from restorekit.convert import save_safetensors
-from restorekit.errors import ConfigError, DetectionError
-from restorekit.model import build_model
+from restorekit.data.datasets import SampleKey
+from restorekit.data.degrade import imresize
+from restorekit.errors import ConfigError, DetectionError, RestorekitError
+from restorekit.inference.pipeline import rgb_to_ycbcr
+from restorekit.model import PreUpsampled, RestorationModel, build_model
+from restorekit.restore import at_scale, choose_preset
+
+REPO = Path(__file__).resolve().parents[1]
 
 StateDict = dict[str, torch.Tensor]
 TINY30 = rednet.Config(depth=30, width=8)
@@ -171,3 +181,185 @@ def test_preset_parameter_counts(preset: str, params: int) -> None:
     with torch.device("meta"):
         net = rednet.build(rednet.PRESETS[preset])
     assert count_params(net) == params
+
+
+# ---------------------------------------------------------------- restorekit-rednet: one grey model, SR by pre-upsampling
+
+
+def _save_png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(array).save(path)
+    return path
+
+
+def _grey_red(tmp_path: Path, identity: bool = False) -> tuple[RestorationModel, Path]:
+    """A tiny randomly initialised grey RED-Net and its safetensors file. ``identity``: a zero last layer, so
+    the output is the input (the network then measures exactly what its input is worth)."""
+    model = build_model("rednet", rednet.Config(depth=6, width=8)).eval()
+    if identity:
+        with torch.no_grad():
+            model.net.deconvs[-1].weight.zero_()
+            model.net.deconvs[-1].bias.zero_()
+    return model, save_safetensors(model, tmp_path / ("identity.safetensors" if identity else "red.safetensors"))
+
+
+def test_initial_residual_is_small() -> None:
+    # the init keeps the first output near the input (the default init gave a residual of std 0.5 here)
+    net = rednet.build(rednet.Config(depth=20, width=64)).eval()
+    x = torch.rand(2, 1, 50, 50)
+    with torch.no_grad():
+        residual = net(x) - x
+    assert 0 < float(residual.std()) < 0.1 and float(residual.abs().mean()) < 0.15
+    assert all(float(layer.bias.detach().abs().max()) == 0 for layer in (*net.convs, *net.deconvs))
+
+
+def test_pre_upsampled_model_restores_the_bicubic_upscaled_input() -> None:
+    model = build_model("rednet", rednet.Config(depth=6, width=8)).eval()
+    sr = PreUpsampled(model, 3)
+    assert (sr.scale, sr.in_channels, sr.task, model.scale) == (3, 1, "sr", 1)
+    x = torch.rand(1, 1, 10, 7)
+    with torch.no_grad():
+        assert torch.equal(sr(x), model(imresize(x, scale=3)))
+    with pytest.raises(ValueError, match="scale-1"):
+        PreUpsampled(sr, 2)
+
+
+def test_only_pre_upsampling_families_take_another_scale(tmp_path: Path) -> None:
+    red, _ = _grey_red(tmp_path)
+    assert isinstance(at_scale(red, 4, "red"), PreUpsampled) and at_scale(red, None, "red") is red
+    denoiser = build_model(
+        "nafnet", FAMILIES["nafnet"].Config(width=8, enc_blk_nums=(1,), middle_blk_num=1, dec_blk_nums=(1,))
+    )
+    with pytest.raises(RestorekitError, match="x1 model, but --scale 2"):
+        at_scale(denoiser, 2, "nafnet.safetensors")
+    assert choose_preset("sr", "red30-gray", 3) == "red30-gray"  # no per-scale RED-Net presets: one model
+
+
+def test_restore_cli_sr_upsamples_first_and_keeps_chroma(tmp_path: Path) -> None:
+    model, weights = _grey_red(tmp_path)
+    rng = np.random.default_rng(5)
+    rgb = (rng.random((9, 11, 3)) * 200 + 20).astype(np.uint8)
+    grey = (rng.random((8, 10)) * 255).astype(np.uint8)
+    _save_png(tmp_path / "in" / "rgb.png", rgb)
+    _save_png(tmp_path / "in" / "grey.png", grey)
+    code = main(
+        [
+            "restore",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            str(weights),
+            "--task",
+            "sr",
+            "--scale",
+            "3",
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    out_rgb = np.asarray(PILImage.open(tmp_path / "out" / "rgb.png"), dtype=np.float32) / 255
+    out_grey = np.asarray(PILImage.open(tmp_path / "out" / "grey.png"), dtype=np.float32) / 255
+    assert out_rgb.shape == (27, 33, 3) and out_grey.shape == (24, 30)
+    with torch.no_grad():
+        # grey: the network on the MATLAB-bicubic x3 image, rounded to uint8
+        x = torch.from_numpy(grey).float()[None, None] / 255
+        expected = model(imresize(x, scale=3)).clamp(0, 1)[0, 0].numpy()
+        assert np.abs(out_grey - expected).max() <= 0.5 / 255 + 1e-6
+        # colour: the luminance is restored, the chroma only upscaled (to within uint8 rounding of RGB)
+        ycc_in = rgb_to_ycbcr(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)
+        ycc_out = rgb_to_ycbcr(torch.from_numpy(out_rgb).permute(2, 0, 1)[None])
+        chroma = F.interpolate(ycc_in[:, 1:], scale_factor=3, mode="bicubic", align_corners=False)
+        luma = model(imresize(ycc_in[:, :1], scale=3))
+    inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))  # clipping to [0, 1] bites at a few edge pixels
+    assert float((ycc_out[inner][:, 1:] - chroma[inner]).abs().max()) < 2 / 255
+    assert float((ycc_out[inner][:, :1] - luma[inner]).abs().max()) < 2 / 255
+    assert float((ycc_out[:, :1] - F.interpolate(ycc_in[:, :1], scale_factor=3, mode="bicubic")).abs().max()) > 0.01
+
+
+def test_pre_upsampled_tiles_are_exact() -> None:
+    sr = PreUpsampled(build_model("rednet", rednet.Config(depth=6, width=8)).eval(), 2)
+    image = np.random.default_rng(1).random((90, 84)).astype(np.float32)
+    whole = sr.restore(image, tile=0)
+    tiled = sr.restore(image, tile=40)  # 3x3 tiles with the exact overlap, measured through the upscaling
+    assert whole.shape == (180, 168)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+
+
+def test_colour_luminance_is_matlab_y_on_the_full_range(tmp_path: Path) -> None:
+    # channels=1 reads colour through PIL "L" (BT.601 weights, 0-255); the SR convention's MATLAB Y has the
+    # same weights on 16-235: Y = 16 + 219/255 * L, to within L's rounding
+    from restorekit.data.datasets import read_image
+    from restorekit.metrics import rgb_to_y
+
+    path = _save_png(tmp_path / "c.png", (np.random.default_rng(2).random((20, 30, 3)) * 255).astype(np.uint8))
+    luma = read_image(path, 1) * 255
+    y = rgb_to_y(read_image(path, 3)) * 255
+    difference = (y - (16 + 219 / 255 * luma)).abs()
+    assert float(difference.max()) <= 0.5 * 219 / 255 + 1e-3
+    assert float((y - luma).abs().max()) > 10  # yet the two luminances are not interchangeable
+
+
+def test_eval_feeds_a_grey_scale1_model_the_upscaled_luminance_and_the_noisy_image(tmp_path: Path) -> None:
+    # a RED-Net that returns its input measures exactly the bicubic floor on SR and the input on denoising:
+    # proof that eval feeds a grey scale-1 model the MATLAB-bicubic-upscaled luminance and the noisy grey image
+    from restorekit.data.datasets import read_image
+    from restorekit.data.degrade import parse_degradation
+    from restorekit.evaluate import evaluate
+    from restorekit.metrics import measure, rgb_to_y
+
+    _, weights = _grey_red(tmp_path, identity=True)
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        smooth = F.interpolate(torch.from_numpy(rng.random((1, 3, 6, 7))), size=(36, 41), mode="bicubic")[0]
+        _save_png(tmp_path / "HR" / f"im{i}.png", (smooth.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    red = evaluate(str(weights), tmp_path / "HR", scale=3, device="cpu")
+    assert red.scale == 3 and red.convention.y_channel  # crop_border None: crop = scale
+    for result, i in zip(red.images, range(2)):
+        hr = rgb_to_y(read_image(tmp_path / "HR" / f"im{i}.png", 3))[:, :36, :39]  # MATLAB Y, mod-cropped to x3
+        upscaled = imresize(parse_degradation("bicubic:3")(hr, None), size=(36, 39)).clamp(0, 1)
+        assert result.psnr == pytest.approx(measure(upscaled, hr, red.convention, scale=3)["psnr"], abs=1e-9)
+    noisy = evaluate(str(weights), tmp_path / "HR", degrade="awgn:25", device="cpu")
+    assert noisy.scale == 1 and 18 < noisy.images[0].psnr < 24  # sigma 25 costs about 20.2 dB
+
+
+def test_restorekit_rednet_recipe_facts() -> None:
+    from restorekit.train.config import load_config
+
+    config = load_config(REPO / "configs/rednet/restorekit-rednet.yml")
+    arch = config.arch_config()
+    assert (arch.depth, arch.width, arch.in_channels, arch.skip_every, arch.scale) == (20, 64, 1, 2, 1)
+    parts = config.data.train
+    assert isinstance(parts, tuple) and [p.degradation for p in parts] == ["awgn:10-70", "bicubicdu:2-4"]
+    assert {p.patch for p in parts} == {50} and sum(p.weight for p in parts) == 1.0
+    assert config.loss.name == "mse" and config.optim.name == "adam" and config.data.val is None
+    for part in parts:
+        assert [Path(g).name for g in part.gt] == ["Train400", "CBSD432"]
+
+
+def test_restorekit_rednet_training_set_mixes_noise_and_down_up(shared_data: Path) -> None:
+    from restorekit.data.build import make_train_set
+    from restorekit.train.config import load_config
+
+    config = load_config(REPO / "configs/rednet/restorekit-rednet.yml")
+    sections = tuple(
+        replace(p, gt=tuple(str(shared_data / "train" / Path(g).name) for g in p.gt)) for p in config.data.train
+    )
+    dataset, _ = make_train_set(sections, 1, 1, seed=0)
+    assert len(dataset) == 2 * (400 + 432)
+    kinds = []
+    for position in range(24):
+        part, _ = dataset.pick(SampleKey(0, position, 0))
+        lq, gt = dataset[SampleKey(0, position, 0)]
+        assert lq.shape == gt.shape == (1, 50, 50)
+        residual = lq - gt
+        kinds.append(part)
+        assert torch.equal((gt * 255).round(), gt * 255)  # clean patches are the 8-bit files
+        if part == 0:  # AWGN sigma 10..70: unclipped noise of that size
+            assert 8 / 255 < float(residual.std()) < 75 / 255
+        else:  # down-up: upscaled in float, so off the 8-bit grid, and a blur rather than noise
+            assert float(((lq * 255) - (lq * 255).round()).abs().mean()) > 0.1
+            assert float(residual.std()) < float(gt.std())
+    assert set(kinds) == {0, 1}

@@ -84,6 +84,35 @@ class RestorationModel(nn.Module):
         return out
 
 
+class PreUpsampled(RestorationModel):
+    """A scale-1 model of a pre-upsampling family (RED-Net: SRCNN/VDSR-style SR) run as a x``factor`` model.
+
+    The network restores a bicubic-upscaled image, so the input is first upscaled by ``factor`` with MATLAB
+    ``imresize`` (float, as ``restorekit eval`` and the ``bicubicdu`` training degradation do) and then
+    restored. Tiling, the luminance/chroma split for colour images and alpha see an ordinary x``factor``
+    model: the receptive radius and memory are measured through the upscaling, so tiles stay exact.
+    """
+
+    def __init__(self, model: RestorationModel, factor: int) -> None:
+        if model.scale != 1 or factor < 2:
+            raise ValueError(f"PreUpsampled: needs a scale-1 model and a factor >= 2, got x{model.scale} and {factor}")
+        super().__init__(model.net, model.family, model.config, model.preset)
+        self.factor = int(factor)
+
+    @property
+    def scale(self) -> int:
+        return self.factor
+
+    @property
+    def task(self) -> str:
+        return "sr"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .data.degrade import imresize
+
+        return super().forward(imresize(x, scale=self.factor))
+
+
 def build_model(family_name: str, config: Any, preset: Preset | None = None) -> RestorationModel:
     """A randomly initialised model of a family and config (for training and tests)."""
     family = get_family(family_name)

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from . import hub
+from .archs import get_family
 from .batch.driver import ShardPlan, finish, join_group, run_shard, summary
 from .batch.engine import EngineOptions, Job
 from .batch.report import Outcome
@@ -47,7 +48,7 @@ from .imageio import (
     write_image,
 )
 from .inference import Backend, RestoreOptions, TorchBackend, pick_device, restore_image
-from .model import RestorationModel, load
+from .model import PreUpsampled, RestorationModel, load
 from .zoo import PRESETS, TASKS
 
 # A noisy 256x256 photo the project makes itself (scripts/make_samples.py; see samples/README.md).
@@ -83,7 +84,7 @@ def choose_preset(task: str, model: str | None, scale: int | None) -> str:
             f"unknown model {model!r}; run `restorekit models` for the list, or pass a file with --weights"
         )
     preset = PRESETS[model]
-    if scale is None or _preset_scale(model) == scale:
+    if scale is None or _preset_scale(model) == scale or (_preset_scale(model) == 1 and _pre_upsampling(preset.family)):
         return model
     family_presets = [p for p in PRESETS.values() if p.family == preset.family and p.task == preset.task]
     same_scale = [p.name for p in family_presets if _preset_scale(p.name) == scale]
@@ -113,13 +114,10 @@ def load_model(
     if weights is not None:
         if not Path(weights).is_file():
             raise WeightsError(f"{weights}: no such weights file")
-        loaded = load(weights, device=target, tlc=tlc, preset=model)
-        if scale is not None and loaded.scale != scale:
-            raise RestorekitError(f"{weights}: is a x{loaded.scale} model, but --scale {scale} was asked for")
-        return loaded
+        return at_scale(load(weights, device=target, tlc=tlc, preset=model), scale, str(weights))
     name = choose_preset(task, model, scale)
     try:
-        return load(name, device=target, tlc=tlc)
+        return at_scale(load(name, device=target, tlc=tlc), scale, name)
     except (KeyError, WeightsError) as exc:
         # hub.missing_weights_error already says what is missing and how to get it; a --task run
         # adds which other models for the task are here
@@ -232,6 +230,23 @@ def output_path(source: Path, base: Path, outdir: Path, suffix: str, fmt: str) -
     """
     relative = source.relative_to(base) if source.is_relative_to(base) else Path(source.name)
     return outdir / relative.parent / f"{relative.stem}{suffix}{output_suffix(source, fmt)}"
+
+
+def _pre_upsampling(family: str) -> bool:
+    try:
+        return bool(getattr(get_family(family), "PRE_UPSAMPLING", False))
+    except KeyError:  # family not built into this install
+        return False
+
+
+def at_scale(model: RestorationModel, scale: int | None, source: str) -> RestorationModel:
+    """``model`` for ``--scale``: as it is at its own scale; a scale-1 model of a pre-upsampling family
+    (RED-Net) restores the input bicubic-upscaled by ``scale`` first; anything else is an error."""
+    if scale is None or model.scale == scale:
+        return model
+    if model.scale == 1 and scale > 1 and _pre_upsampling(model.family):
+        return PreUpsampled(model, scale)
+    raise RestorekitError(f"{source}: is a x{model.scale} model, but --scale {scale} was asked for")
 
 
 def prepare_output_folder(outdir: Path) -> None:
