@@ -42,6 +42,7 @@ def test_time_callable_counts_runs_and_measures_memory(device: torch.device) -> 
         assert peak >= 8_000_000
 
 
+@pytest.mark.slow
 def test_bench_model_reports_consistent_numbers(device: torch.device) -> None:
     model = tiny_vapsr()
     params, macs = count_params(model), count_macs(model, 12, 16)

@@ -172,6 +172,7 @@ def _tiny_config(tmp_path) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_pipeline_runs_three_stages_and_reports(tmp_path) -> None:
     import json
 

@@ -36,6 +36,7 @@ def _outcome(case: Case) -> tuple[str, Any]:
         signal.alarm(0)
 
 
+@pytest.mark.slow
 def test_config_corpus(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     cases = generate(tmp_path, n_random=N_RANDOM, seed=0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

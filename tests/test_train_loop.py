@@ -305,6 +305,7 @@ def _train_as_rank(path: str, rank: int, port: int) -> None:
     train(path)
 
 
+@pytest.mark.slow
 @needs_fork
 def test_resume_after_sigkill_is_bit_exact(sr_data: Path, tmp_path: Path, one_thread: None) -> None:
     # EMA, grad clipping, cosine lr, flips/rot90 and an epoch boundary (3 steps per epoch) are all on,
