@@ -10,7 +10,7 @@ import torch
 
 import restorekit
 from restorekit.archs import bicubic_pp
-from restorekit.cli import main
+from restorekit.cli import VERBS, main
 from restorekit.convert import save_safetensors
 from restorekit.model import build_model
 
@@ -85,7 +85,7 @@ def test_models_lists_a_preset_missing_from_the_footprints(monkeypatch: pytest.M
 
 # what a fresh interpreter imports for a command, and the command's output
 _IMPORT_PROBE = """
-import contextlib, io, sys
+import contextlib, io, json, sys
 from restorekit.cli import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
@@ -93,22 +93,36 @@ with contextlib.redirect_stdout(out):
         code = main(sys.argv[1:])
     except SystemExit as exc:
         code = exc.code
-print(sorted(m for m in ("torch", "numpy", "PIL", "tqdm") if m in sys.modules), code, len(out.getvalue()))
+print(json.dumps([sorted(m for m in ("torch", "numpy", "PIL", "tqdm") if m in sys.modules), code, out.getvalue()]))
 """
+
+
+def _fresh_run(argv: list[str]) -> tuple[list[str], int | None, str]:
+    """The heavy modules a fresh interpreter imported for `restorekit ARGV`, its exit code and its stdout."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *argv], capture_output=True, text=True,
+                            timeout=120, check=True)
+    imported, code, printed = json.loads(result.stdout.strip().splitlines()[-1])
+    return imported, code, printed
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["models"], ["models", "--json"], ["models", "--help"],
                                   ["info", "--help"], ["bench", "--help"]])
 def test_listing_commands_do_not_import_torch(argv: list[str]) -> None:
     """Importing torch takes longer than everything else these commands do."""
-    import subprocess
-    import sys
+    imported, code, printed = _fresh_run(argv)
+    assert imported == [], f"`restorekit {' '.join(argv)}` imported {imported}"
+    assert code in (0, None) and len(printed) > 100  # it did answer
 
-    result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *argv], capture_output=True, text=True,
-                            timeout=120, check=True)
-    imported, code, printed = result.stdout.strip().splitlines()[-1].rsplit(" ", 2)
-    assert imported == "[]", f"`restorekit {' '.join(argv)}` imported {imported}"
-    assert code in ("0", "None") and int(printed) > 100  # it did answer
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_verb_help_does_not_import_torch(verb: str) -> None:
+    """`restorekit VERB --help` only parses: a verb imports PyTorch in `run`, when it runs a network."""
+    imported, code, printed = _fresh_run([verb, "--help"])
+    assert "torch" not in imported, f"`restorekit {verb} --help` imported {imported}"
+    assert code == 0 and printed.startswith(f"usage: restorekit {verb}")
 
 
 def test_package_exports_still_resolve() -> None:

@@ -4,8 +4,9 @@ Each verb lives in the module that does its job; that module exposes ``add_argum
 ``run(args) -> int``. Modules are imported only when their verb runs, so a missing optional extra
 (onnx, tensorboard) breaks only the verb that needs it, and ``restorekit --help`` imports none of
 them. Importing PyTorch takes longer than everything else ``restorekit models`` does, so neither this
-module nor the package's ``__init__`` imports it, nor do ``models``, ``info --help`` and
-``bench --help`` (tests/test_cli.py checks): verbs import it when they run a network.
+module nor the package's ``__init__`` imports it, nor does any verb module at import: ``models`` and
+every ``restorekit VERB --help`` answer without it (tests/test_cli.py checks), and a verb imports it
+in ``run`` when it runs a network.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from .errors import RestorekitError
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "restore": ("restorekit.restore", "restore images (denoise, deblur, derain, super-resolve)"),
-    "eval": ("restorekit.evaluate", "measure PSNR/SSIM of a model on a test set"),
+    "restore": ("restorekit.restore_cli", "restore images (denoise, deblur, derain, super-resolve)"),
+    "eval": ("restorekit.eval_cli", "measure PSNR/SSIM of a model on a test set"),
     "models": ("restorekit.catalog", "list the model presets"),
     "convert": ("restorekit.convert", "convert a checkpoint to safetensors with metadata"),
     "train": ("restorekit.train.cli", "train a model from a YAML config"),

@@ -8,16 +8,20 @@ import json
 import os
 import tempfile
 from pathlib import Path
-
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING
 
 from .errors import DiskFullError, RestorekitError, is_disk_full
-from .loading import config_to_json
-from .model import RestorationModel, load
+
+if TYPE_CHECKING:
+    from .model import RestorationModel
 
 
 def save_safetensors(model: RestorationModel, destination: str | Path, extra: dict[str, str] | None = None) -> Path:
     """Write the model's weights and metadata atomically (temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    from .loading import config_to_json
+
     destination = Path(destination)
     metadata = {
         "family": model.family,
@@ -53,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .loading import config_to_json
+    from .model import load  # PyTorch: not for --help
+
     destination = Path(args.destination)
     if destination.suffix != ".safetensors":
         raise RestorekitError(f"{destination}: destination must end in .safetensors")

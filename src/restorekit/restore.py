@@ -1,4 +1,4 @@
-"""``restorekit restore``: restore image files in batches that never lose work.
+"""Restoring image files in batches that never lose work: what ``restorekit restore`` runs.
 
 Every input ends in exactly one of three ways, each reported on one line naming the file:
 restored (an output written atomically under its final name), failed (refused or broken, with
@@ -10,16 +10,14 @@ that cannot be written: checked before the model is loaded), 130 when interrupte
 
 Outputs are never an input, keep the input's extension when restorekit writes that format (else
 ``.png``) and always hold the data their extension names. The Python twin of the verb is
-``restore_file``.
+``restore_file``; the verb's options and its run are in ``restore_cli``, which parses without PyTorch.
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,14 +27,10 @@ import torch
 
 from . import hub
 from .archs import get_family
-from .batch.driver import ShardPlan, finish, join_group, run_shard, summary
-from .batch.engine import EngineOptions, Job
-from .batch.report import Outcome
-from .batch.shard import device_for, parse_shard, placement_from_env, thread_count
+from .batch.engine import Job
 from .errors import RestorekitError, WeightsError
 from .imageio import (
     DEFAULT_MAX_PIXELS,
-    FORMATS,
     READABLE_SUFFIXES,
     ImageWarning,
     clean_stale_temp_files,
@@ -47,7 +41,7 @@ from .imageio import (
     read_image,
     write_image,
 )
-from .inference import Backend, RestoreOptions, TorchBackend, pick_device, restore_image
+from .inference import RestoreOptions, TorchBackend, pick_device, restore_image
 from .model import PreUpsampled, RestorationModel, load
 from .zoo import PRESETS, TASKS
 
@@ -295,107 +289,6 @@ def restore_file(
     restored = restore_image(image, backend, options)
     fmt = format if format != "same" else format_of_suffix(destination) or output_format(image, "same", source)
     return write_image(restored, destination, fmt)
-
-
-BACKENDS = ("torch", "onnx")
-
-
-def make_backend(model: RestorationModel, backend: str = "torch", precision: str = "fp32",
-                 workdir: str | Path | None = None) -> Backend:
-    """The runtime that executes ``model``: eager PyTorch, or ONNX Runtime on an export of it.
-
-    ONNX: the model is exported once per run into ``workdir`` (a temp folder by default) with the
-    same precision, then run by ONNX Runtime (CPU provider, or CUDA when the model is on a GPU).
-    """
-    if backend == "torch":
-        return TorchBackend(model, precision)
-    if backend != "onnx":
-        raise RestorekitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from .export.onnx import OnnxRunner, export_onnx
-
-    if precision == "bf16":
-        raise RestorekitError("--backend onnx supports fp32 and fp16, not bf16")
-    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="restorekit-onnx-"))
-    path = export_onnx(model, folder / f"{model.name}.onnx", precision=precision)
-    device = model.device if model.device.type == "cuda" else torch.device("cpu")
-    return OnnxRunner(path, device)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    parser.add_argument("--task", choices=TASKS, default="denoise", help="picks the default model (default: denoise)")
-    parser.add_argument("--model", help="preset name (`restorekit models`); with --weights: the expected architecture")
-    parser.add_argument("--weights", help="weights file (.pth/.safetensors); family detected from the tensors")
-    parser.add_argument("--scale", type=int, help="SR scale: picks the preset of the model's family at this scale")
-    parser.add_argument("--tile", type=int, help="tile side in input px (default: from free memory; 0: no tiling)")
-    parser.add_argument("--tile-overlap", type=int, help="tile overlap in px (default: exact, from the receptive field)")
-    parser.add_argument("--tta", action="store_true", help="x8 self-ensemble (8x slower, usually a little better)")
-    parser.add_argument("--tlc", action=argparse.BooleanOptionalAction, default=None,
-                        help="test-time local converter for global pooling (default: the preset's)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="torch (eager) or onnx (ONNX Runtime on an export of the model; needs the onnx extra)")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    parser.add_argument("--suffix", default="", help="added to each output file name before the extension")
-    parser.add_argument("--format", choices=("same", *FORMATS), default="same", help="output format")
-    parser.add_argument("--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs: never)")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                        help=f"refuse larger images (decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    scale = parser.add_argument_group("many files, processes and machines (docs/scale.md)")
-    scale.add_argument("--batch-size", type=_positive, default=1, metavar="N",
-                       help="restore up to N same-size images per forward pass (as memory allows; default 1)")
-    scale.add_argument("--io-threads", type=_non_negative, default=2, metavar="N",
-                       help="threads decoding ahead of and encoding behind the network, each (0: inline; default 2)")
-    scale.add_argument("--threads", type=_positive, metavar="N",
-                       help="torch CPU threads (default: OMP_NUM_THREADS, else CPUs / processes on this machine)")
-    scale.add_argument("--shard", metavar="K/N",
-                       help="restore only shard K of N of the sorted inputs (Slurm arrays, k8s indexed jobs; "
-                            "torchrun's RANK/WORLD_SIZE are read without it)")
-    scale.add_argument("--report", metavar="FILE.json",
-                       help="write every input's outcome as JSON (per shard FILE.rank<K>.json, then merged)")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def run(args: argparse.Namespace) -> int:
-    placement = placement_from_env(parse_shard(args.shard) if args.shard else None)
-    threads = thread_count(placement, args.threads)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    outdir = Path(args.output)
-    prepare_output_folder(outdir)
-    found = collect_inputs(args.inputs, args.recursive, exclude=outdir)
-    jobs = plan_jobs(found.files, outdir, args.suffix, args.format)
-    extra = [Outcome(str(path), None, "failed", reason) for path, reason in found.failed]
-    extra += [Outcome(str(path), None, "skipped", reason) for path, reason in found.skipped]
-    grouped = join_group(placement)  # under torchrun: meet the other processes at the end
-    device = device_for(args.device, placement)
-    model = load_model(args.task, args.model, args.weights, args.scale, args.tlc, device)
-    backend = make_backend(model, args.backend, args.precision)
-    options = EngineOptions(
-        restore=RestoreOptions(tile=args.tile, overlap=args.tile_overlap, tta=args.tta, progress=not args.quiet),
-        overwrite=args.overwrite, max_pixels=args.max_pixels, io_threads=args.io_threads,
-    )
-    plan = ShardPlan(jobs, placement, args.batch_size, outdir, extra)
-    report_path = Path(args.report) if args.report else None
-    report = run_shard(plan, backend, options, report_path, model.name, args.quiet)
-    print(summary(report))  # each failure was already printed, once, when it happened
-    return finish(report, placement, report_path, grouped)
 
 
 def plan_jobs(files: Sequence[tuple[Path, Path]], outdir: Path, suffix: str, fmt: str) -> list[Job]:

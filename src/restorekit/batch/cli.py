@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from .report import merge_files
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -19,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .report import merge_files
+
     merged = merge_files(args.output, args.shards)
     totals = merged["totals"]
     state = "complete" if merged["complete"] else f"incomplete ({totals['unreported']} inputs not reported)"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from .pipeline import load_compress_config, run_pipeline
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="compression YAML (see configs/defaults/restorekit-sr-x3.yml)")
@@ -15,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .pipeline import load_compress_config, run_pipeline  # PyTorch: not for --help
+
     config = load_compress_config(args.config)
     if args.dry_run:
         print(f"{args.config}: valid; stages wide -> pruned ({config.channels} ch) -> bias_free; "

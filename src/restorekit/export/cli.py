@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import RestorekitError
-from .onnx import DEFAULT_OPSET, PRECISIONS, OnnxRunner, export_onnx
+from . import DEFAULT_OPSET, PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
 
 # fp16 graphs round every op; fp32 must match to float accuracy
 _TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2}
@@ -32,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_parity(model: torch.nn.Module, path: Path, sizes: list[tuple[int, int]], precision: str = "fp32") -> float:
     """Largest |ONNX Runtime - PyTorch| over random inputs of each size; raises above tolerance."""
+    import torch
+
+    from .onnx import OnnxRunner
+
     runner = OnnxRunner(path, "cpu")
     channels = int(getattr(getattr(model, "config", None), "in_channels", 3))
     worst = 0.0
@@ -50,6 +56,7 @@ def check_parity(model: torch.nn.Module, path: Path, sizes: list[tuple[int, int]
 
 def run(args: argparse.Namespace) -> int:
     from ..model import load
+    from .onnx import export_onnx
 
     # checked before loading: a typo should not cost a model load (or, later, a download)
     if args.output.suffix.lower() != ".onnx":

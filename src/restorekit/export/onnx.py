@@ -30,13 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RestorekitError, WeightsError
+from . import DEFAULT_OPSET, PRECISIONS
 
 # How each family's own forward pads unaligned inputs, so the graph-level pad reproduces it:
 # Bicubic++ replicates edges, HINet reflects (it falls back to edge replication only when the pad
 # exceeds the image, i.e. inputs smaller than its 16-pixel alignment), the rest pad with zeros.
 _PAD_MODE = {"bicubic_pp": "replicate", "hinet": "reflect"}
-DEFAULT_OPSET = 17  # LayerNormalization is native from 17; every op we emit exists there
-PRECISIONS = ("fp32", "fp16")
 
 
 class ExportError(RestorekitError):

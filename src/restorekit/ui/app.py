@@ -1,4 +1,8 @@
-"""``restorekit ui``: serve the local web UI (localhost only unless ``--host`` says otherwise)."""
+"""``restorekit ui``: serve the local web UI (localhost only unless ``--host`` says otherwise).
+
+The server, its jobs and PyTorch are imported when a server is created, so ``restorekit ui --help``
+answers at once.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import hub
 from ..errors import RestorekitError
-from ..inference.runner import DEVICES, pick_device
 from ..zoo import PRESETS
-from .jobs import DEFAULT_MAX_PIXELS, Catalogue
-from .server import UIServer, is_loopback
 
+if TYPE_CHECKING:
+    from .server import UIServer
+
+DEFAULT_MAX_PIXELS = 50_000_000  # the page's limit: generous for photos, small enough to stay interactive
 DEFAULT_MAX_UPLOAD_MIB = 512
 
 
@@ -27,6 +33,10 @@ def create_server(host: str = "127.0.0.1", port: int = 7860, models: list[str] |
     ``models``: preset names or weights files to offer besides the presets whose weights are on
     this machine. Call ``serve_forever()`` (or ``server.start``) and finally ``server_close()``.
     """
+    from ..inference.runner import pick_device
+    from .jobs import Catalogue
+    from .server import UIServer
+
     # socket.bind raises OverflowError (a traceback) for ports outside 0-65535
     if not 0 <= port <= 65535:
         raise RestorekitError(f"--port must be 1-65535 (or 0 for any free port), got {port}")
@@ -51,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME_OR_FILE",
                         help="also offer this preset or weights file (repeatable)")
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="where models run (default auto)")
+    parser.add_argument("--device", default="auto",
+                        help="where models run: auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"refuse images larger than this many pixels (default {DEFAULT_MAX_PIXELS:,})")
     parser.add_argument("--max-upload-mib", type=int, default=DEFAULT_MAX_UPLOAD_MIB,
@@ -60,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .server import is_loopback
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     server = create_server(args.host, args.port, args.model, args.device, args.max_pixels, args.max_upload_mib)
     if not is_loopback(args.host):

@@ -33,7 +33,6 @@ from ..zoo import PRESETS, TASKS, Preset
 log = logging.getLogger("restorekit.ui")
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-DEFAULT_MAX_PIXELS = 50_000_000  # the page's limit: generous for photos, small enough to stay interactive
 PREVIEW_MAX_PIXELS = 40_000_000
 KEEP_JOBS = 8  # finished jobs whose files stay on disk (the page only ever needs the latest)
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
