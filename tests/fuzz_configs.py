@@ -15,6 +15,9 @@ import argparse
 import dataclasses
 import json
 import random
+import re
+import signal
+import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
+import restorekit.archs  # noqa: F401 - imports torch up front: a per-case alarm must never fire inside that import
 from restorekit.train.config import RULES, Range, RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,8 +142,11 @@ def _named_cases(folder: Path) -> list[Case]:
     add("dup-top", base + "train: {total_steps: 5}\n", "refused", "duplicate key 'train'")
     add("dup-nested", base.replace("total_steps: 3", "total_steps: 3\n  total_steps: 9"), "refused", "duplicate key")
     add("dup-flow", base + "optim: {lr: 1.0e-3, lr: 2.0e-3}\n", "refused", "duplicate key 'lr'")
-    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
-    add("alias-bomb", "\n".join(bomb) + "\n" + base, "refused", "alias")
+    # 9 levels of 9 aliases inside a field that wants an integer: the type error's repr of it expanded
+    # 9**9 items (1.6 GB, 25 s) before aliases were refused
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    assert "channels: 4" in base
+    add("alias-bomb", base.replace("channels: 4", f"channels: [{', '.join(levels)}]"), "refused", "alias")
     add("alias-simple", base + "optim: {betas: &b [0.9, 0.99]}\nschedule: {milestones: *b}\n", "refused", "alias")
     add("merge-key", base + "x: &x {lr: 1.0e-3}\noptim: {<<: *x}\n", "refused", "alias")
     add("deep-list", "[" * 100_000, "refused", "nested deeper than")  # quadratic in PyYAML's scanner
@@ -196,14 +203,81 @@ def generate(folder: str | Path, n_random: int = 60, seed: int = 0) -> list[Case
     return cases
 
 
+def _alarm(signum: int, frame: Any) -> None:
+    raise TimeoutError("reading the config took longer than 10 s (a hang)")
+
+
+def load_case(case: Case) -> tuple[str, Any]:
+    """("ok", RunConfig), ("refused", ConfigError) or ("crashed", any other exception) for one file."""
+    from restorekit.errors import ConfigError
+    from restorekit.train.config import load_config
+
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(10)
+    try:
+        config = load_config(case.path)
+        config.arch_config()  # the family's own Config validated too
+        return "ok", config
+    except ConfigError as exc:
+        return "refused", exc
+    except Exception as exc:  # noqa: BLE001 - a traceback for the user: recorded as a problem
+        return "crashed", exc
+    finally:
+        signal.alarm(0)
+
+
+def problems(case: Case, got: str, value: Any) -> list[str]:
+    """What is wrong with one outcome (empty when it is the expected one)."""
+    if got == "crashed":
+        return [f"{case.name}: {type(value).__name__}: {value}"[:300]]
+    if case.expect not in (got, "either"):
+        return [f"{case.name}: expected {case.expect}, got {got}: {value}"[:300]]
+    if got == "refused":
+        message = str(value)
+        found = []
+        if "\n" in message:
+            found.append(f"{case.name}: not one line: {message[:200]!r}")
+        if not message.startswith(f"{case.path}: "):
+            found.append(f"{case.name}: does not name the file: {message[:200]}")
+        if case.match and not re.search(case.match, message):
+            found.append(f"{case.name}: {message[:200]!r} does not match {case.match!r}")
+        return found
+    if case.field and _get(value, case.field) != case.value:
+        return [f"{case.name}: {case.field} is {_get(value, case.field)!r}, written {case.value!r}"]
+    return []
+
+
+def run(cases: list[Case]) -> tuple[dict[str, int], list[str]]:
+    """Read every case: (outcome counts, problems)."""
+    counts = {"ok": 0, "refused": 0, "crashed": 0, "random ok": 0, "random refused": 0}
+    found: list[str] = []
+    for case in cases:
+        got, value = load_case(case)
+        counts[f"random {got}" if case.name.startswith("random") and got != "crashed" else got] += 1
+        found += problems(case, got, value)
+    return counts, found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
     parser.add_argument("--random", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", action="store_true", help="read every config and report outcomes and problems")
     args = parser.parse_args()
+    started = time.perf_counter()
     cases = generate(args.folder, args.random, args.seed)
-    print(f"{len(cases)} configs in {args.folder}")
+    manifest = [{"file": c.path.name, "expect": c.expect, "match": c.match, "field": c.field} for c in cases]
+    (Path(args.folder) / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    print(f"{len(cases)} configs in {args.folder} ({time.perf_counter() - started:.1f} s)")
+    if args.run:
+        started = time.perf_counter()
+        counts, found = run(cases)
+        print(f"read in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(f"problems: {len(found)}")
+        for line in found:
+            print(f"  {line}")
+        raise SystemExit(1 if found else 0)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ import json
 import os
 import pickle
 import random
+import re
+import signal
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -262,16 +265,95 @@ def generate(folder: str | Path, n_random: int = 60, seed: int = 0) -> list[Case
     return cases
 
 
+SECONDS_PER_CASE = 20  # a hang is reported as a problem instead of stalling the run
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise TimeoutError(f"took longer than {SECONDS_PER_CASE} s (a hang)")
+
+
+def load_case(case: Case) -> tuple[str, Any]:
+    """("ok", model), ("refused", RestorekitError) or ("crashed", any other exception) for one file."""
+    import restorekit
+    from restorekit.errors import RestorekitError
+
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(SECONDS_PER_CASE)
+    try:
+        with torch.inference_mode():
+            return "ok", restorekit.load(case.path)
+    except RestorekitError as exc:
+        return "refused", exc
+    except Exception as exc:  # noqa: BLE001 - a traceback for the user: recorded as a problem
+        return "crashed", exc
+    finally:
+        signal.alarm(0)
+
+
+def problems(case: Case, got: str, value: Any, models: dict[str, RestorationModel]) -> list[str]:
+    """What is wrong with one outcome (empty when it is the expected one)."""
+    if got == "crashed":
+        return [f"{case.name}: {type(value).__name__}: {value}"[:300]]
+    if case.expect not in (got, "either"):
+        return [f"{case.name}: expected {case.expect}, got {got}: {value}"[:300]]
+    if got == "refused":
+        message = str(value)
+        found = []
+        if "\n" in message or len(message) > 600:
+            found.append(f"{case.name}: not one short line: {message[:200]!r}")
+        if str(case.path) not in message:
+            found.append(f"{case.name}: does not name the file: {message[:200]}")
+        if "weights_only=False" in message:
+            found.append(f"{case.name}: suggests unsafe loading")
+        if case.match and not re.search(case.match, message):
+            found.append(f"{case.name}: {message[:200]!r} does not match {case.match!r}")
+        return found
+    reference = models[case.family]
+    if value.family != case.family:
+        return [f"{case.name}: loaded as {value.family}"]
+    if case.expect == "ok":
+        if value.config != reference.config:
+            return [f"{case.name}: config {value.config} != {reference.config}"]
+        probe = torch.rand(1, reference.in_channels, 12, 12, generator=torch.Generator().manual_seed(0))
+        tolerance = 1e-2 if "fp16" in case.name else 1e-6
+        with torch.inference_mode():
+            if not torch.allclose(value(probe), reference(probe), atol=tolerance, rtol=tolerance):
+                return [f"{case.name}: output differs from the model that was saved"]
+    return []
+
+
+def run(cases: list[Case], seed: int = 0) -> tuple[dict[str, int], list[str]]:
+    """Load every case: (outcome counts, problems)."""
+    models = reference_models(seed)
+    counts = {"ok": 0, "refused": 0, "crashed": 0, "random ok": 0, "random refused": 0}
+    found: list[str] = []
+    for case in cases:
+        got, value = load_case(case)
+        counts[f"random {got}" if case.expect == "either" and got != "crashed" else got] += 1
+        found += problems(case, got, value, models)
+    return counts, found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
     parser.add_argument("--random", type=int, default=500, help="number of random mutations")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", action="store_true", help="load every file and report outcomes and problems")
     args = parser.parse_args()
+    started = time.perf_counter()
     cases = generate(args.folder, args.random, args.seed)
     manifest = [{"file": c.name, "expect": c.expect, "family": c.family, "match": c.match} for c in cases]
     (Path(args.folder) / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    print(f"{len(cases)} files in {args.folder}")
+    print(f"{len(cases)} files in {args.folder} ({time.perf_counter() - started:.1f} s)")
+    if args.run:
+        started = time.perf_counter()
+        counts, found = run(cases, args.seed)
+        print(f"loaded in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(f"problems: {len(found)}")
+        for line in found:
+            print(f"  {line}")
+        raise SystemExit(1 if found else 0)
 
 
 if __name__ == "__main__":
