@@ -174,6 +174,7 @@ def test_matches_independent_functional_reference(config: rednet.Config, skips: 
         ("red30_w64", 1_035_201),  # the 64 feature maps of the paper text (p. 3)
         ("red30_rgb", 4_139_395),
         ("red20", 2_658_945),
+        ("red20_w64", 665_921),  # restorekit-rednet: 20 layers x 64 maps, 9 * 64 * 64 + 64 per inner layer
         ("red10", 1_183_105),
     ],
 )

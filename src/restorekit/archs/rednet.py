@@ -95,6 +95,7 @@ class Config:
 PRESETS: dict[str, Config] = {
     "red10": Config(depth=10, skip_every=0),
     "red20": Config(depth=20),
+    "red20_w64": Config(depth=20, width=64),  # restorekit-rednet: RED20 at the paper's 64 maps, for a CPU
     "red30": Config(depth=30),
     "red30_rgb": Config(depth=30, in_channels=3),
     "red30_w64": Config(depth=30, width=64),
