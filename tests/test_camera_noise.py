@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -38,7 +39,7 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_sensor_noise_variance_grows_with_signal() -> None:
     levels = [0.05, 0.2, 0.5, 0.9]
     variances = [float(poisson_gaussian(torch.full((200, 200), v), 0.01, 1e-4, _gen(0)).var()) for v in levels]
-    assert all(later > earlier * 1.5 for earlier, later in zip(variances, variances[1:]))
+    assert all(later > earlier * 1.5 for earlier, later in itertools.pairwise(variances))
     # and matches the model: read + shot * signal, within sampling error
     for level, variance in zip(levels, variances):
         assert variance == pytest.approx(1e-4 + 0.01 * level, rel=0.05)
