@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 from restorekit import loading
+from restorekit.model import RestorationModel
 
 
 def assert_detects_and_reproduces(family: ModuleType, config: Any, net: nn.Module, height: int, width: int) -> None:
-    """The state dict alone gives back ``family`` and ``config``, and the rebuilt net's output is identical."""
+    """The state dict alone gives back ``family`` and ``config``, and the rebuilt net's output is identical
+    (both through ``RestorationModel``, which pads ``height`` x ``width`` to the family's alignment)."""
     net.eval()
     state = net.state_dict()
     found_family, found_config = loading.detect(state)
@@ -22,4 +24,5 @@ def assert_detects_and_reproduces(family: ModuleType, config: Any, net: nn.Modul
     loading.load_strict(clone, state, found_family.NAME)
     x = torch.rand(1, config.in_channels, height, width)
     with torch.no_grad():
-        assert torch.equal(clone(x), net(x))
+        ours, theirs = RestorationModel(clone, family.NAME, found_config), RestorationModel(net, family.NAME, config)
+        assert torch.equal(ours(x), theirs(x))

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from restorekit.archs import bicubic_pp
+from restorekit.model import build_model
 
 
 def official_graph(net: bicubic_pp.BicubicPlusPlus, x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +57,16 @@ def test_fast_path_gradients_equal_official_graph() -> None:
 
 
 def test_odd_sizes_give_exactly_scale_times_the_input() -> None:
-    net = bicubic_pp.build(bicubic_pp.Config(channels=4)).eval()
+    config = bicubic_pp.Config(channels=4)
+    model = build_model("bicubic_pp", config).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.rand(1, 3, 7, 9)
     with torch.no_grad():
-        assert net(torch.rand(1, 3, 7, 9)).shape == (1, 3, 21, 27)
+        out = model(x)
+        assert out.shape == (1, 3, 21, 27)
+        # RestorationModel pads odd sizes by edge replication (PAD_MODE) and crops to 3H x 3W
+        expected = model.net(F.pad(x, (0, 1, 0, 1), mode="replicate"))[..., :21, :27]
+        assert torch.equal(out, expected)
+    with pytest.raises(ValueError, match="multiples of 2"):
+        model.net(x)

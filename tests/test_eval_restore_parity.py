@@ -1,12 +1,12 @@
 """``restorekit eval`` and ``restorekit restore`` must run the same function on an image: same pixels
 for every family, also on sizes that are not a multiple of the model's alignment.
 
-Through the public API only, so the test outlives the refactor that gives padding one owner:
-``restore_file`` writes the restored 8-bit PNG, then ``evaluate`` scores the same model on the same
-input against that PNG under an RGB, uint8, no-crop convention. Identical pixels give PSNR = inf.
-
-Where the two paths pad differently today the case is a strict xfail naming the cause, so it flips
-(and must be un-marked) when padding lives in one place.
+Through the public API only: ``restore_file`` writes the restored 8-bit PNG, then ``evaluate``
+scores the same model on the same input against that PNG under an RGB, uint8, no-crop convention.
+Identical pixels give PSNR = inf. Both go through ``RestorationModel.forward``, the one place that
+pads (with the family's mode), runs and crops; a second pad anywhere (evaluate.py used to replicate-pad
+before the model while NAFNet zero-padded and HINet reflected inside) makes this fail for the families
+with an alignment above 1 and global statistics.
 """
 
 from __future__ import annotations
@@ -27,12 +27,6 @@ from restorekit.model import RestorationModel, build_model
 from restorekit.tlc import convert_to_local
 
 SIZE = (29, 37)  # height, width: odd, so no alignment (2, 4, 8, 16) divides either side
-
-EVAL_PADS_REPLICATE = (
-    "padding mode differs: evaluate.py pads the input to the alignment with replicate before the model, restore "
-    "lets the network pad itself with {inner}; outputs differ at the bottom/right edges and, through {spread}, "
-    "slightly everywhere"
-)
 
 
 def _tiny(case: str) -> RestorationModel:
@@ -62,19 +56,7 @@ def _randomize(model: RestorationModel) -> RestorationModel:
     return model.eval()
 
 
-def _padding_bug(inner: str, spread: str) -> pytest.MarkDecorator:
-    reason = EVAL_PADS_REPLICATE.format(inner=inner, spread=spread)
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
-
-
-CASES = [
-    pytest.param("nafnet", marks=_padding_bug("zeros", "global pooling")),
-    pytest.param("nafnet_tlc", marks=_padding_bug("zeros", "local pooling")),
-    pytest.param("hinet", marks=_padding_bug("reflect", "instance norm")),
-    "rednet",
-    "bicubic_pp",
-    "vapsr",
-]
+CASES = ["nafnet", "nafnet_tlc", "hinet", "rednet", "bicubic_pp", "vapsr"]
 
 
 @pytest.mark.parametrize("case", CASES)

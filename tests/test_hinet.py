@@ -37,7 +37,7 @@ def _randomize_norms(net: torch.nn.Module) -> None:
 
 def test_forward_backward_every_parameter_gets_a_gradient(device: torch.device) -> None:
     net = hinet.build(TINY).to(device).train()
-    x = torch.rand(2, 3, 12, 10, device=device)
+    x = torch.rand(2, 3, 12, 8, device=device)  # aligned (4), as training patches are
     out_1, out_2 = net(x)
     assert out_1.shape == out_2.shape == x.shape
     assert torch.isfinite(out_1).all() and torch.isfinite(out_2).all()
@@ -68,7 +68,7 @@ def test_train_mode_returns_both_stages_eval_mode_the_final_image(device: torch.
 def test_any_input_size_gives_same_size_output(size: tuple[int, int], device: torch.device) -> None:
     # depth 5 pads to 16: (5, 7) is too small to reflect (falls back to replication) and (16, 16)
     # reaches a 1x1 map at the bottom level, where plain instance norm is undefined.
-    net = hinet.build(hinet.Config(width=4)).to(device).eval()
+    net = build_model("hinet", hinet.Config(width=4)).to(device).eval()
     x = torch.rand(1, 3, *size, device=device)
     with torch.no_grad():
         y = net(x)
@@ -242,13 +242,15 @@ def test_matches_independent_functional_reference(left: int, right: int) -> None
 
 
 def test_padding_is_right_bottom_reflection() -> None:
-    net = hinet.build(hinet.Config(width=4)).eval()
-    _randomize_norms(net)
+    model = build_model("hinet", hinet.Config(width=4)).eval()
+    _randomize_norms(model.net)
     x = torch.rand(1, 3, 21, 27)
     padded = F.pad(x, (0, 32 - 27, 0, 32 - 21), mode="reflect")
     with torch.no_grad():
-        ref = reference_hinet(net.state_dict(), padded, depth=5)[1][..., :21, :27]
-        assert (net(x) - ref).abs().max().item() <= 1e-5
+        ref = reference_hinet(model.net.state_dict(), padded, depth=5)[1][..., :21, :27]
+        assert (model(x) - ref).abs().max().item() <= 1e-5
+    with pytest.raises(ValueError, match="multiples of 16"):  # the network itself runs aligned input only
+        model.net(x)
 
 
 # ---------------------------------------------------------------- official configurations

@@ -25,7 +25,7 @@ from restorekit.archs import FAMILIES, nafnet
 from restorekit.complexity import count_params
 from restorekit.convert import save_safetensors
 from restorekit.errors import DetectionError
-from restorekit.model import build_model
+from restorekit.model import RestorationModel, build_model
 
 TINY = nafnet.Config(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
 TINY_BASELINE = dataclasses.replace(TINY, block="baseline", dw_expand=1)
@@ -55,7 +55,7 @@ def test_tiny_forward_backward(variant: str, device: torch.device) -> None:
     config = TINY_VARIANTS[variant]
     net = randomize(nafnet.build(config)).to(device)
     x = torch.rand(2, 3, 19, 26, device=device)  # not a multiple of the alignment: pad and crop
-    y = net(x)
+    y = RestorationModel(net, nafnet.NAME, config)(x)
     assert y.shape == x.shape
     assert torch.isfinite(y).all()
     (y - x).pow(2).mean().backward()
@@ -224,7 +224,7 @@ def test_inconsistent_checkpoint_is_a_detection_error() -> None:
 )
 def test_parity_with_spandrel(preset: str, batch: int, device: torch.device) -> None:
     config = TINY if preset == "tiny" else nafnet.PRESETS[preset]
-    ours = randomize(nafnet.build(config)).eval().to(device)
+    ours = RestorationModel(randomize(nafnet.build(config)), nafnet.NAME, config).eval().to(device)
     with torch.device("meta"):  # skip a second 29M-parameter random init: the weights are ours
         reference = spandrel_nafnet(
             img_channel=3,
@@ -233,7 +233,7 @@ def test_parity_with_spandrel(preset: str, batch: int, device: torch.device) -> 
             enc_blk_nums=list(config.enc_blk_nums),
             dec_blk_nums=list(config.dec_blk_nums),
         )
-    reference.load_state_dict(ours.state_dict(), strict=True, assign=True)  # same key names and shapes
+    reference.load_state_dict(ours.net.state_dict(), strict=True, assign=True)  # same key names and shapes
     reference.eval()
     x = torch.rand(batch, 3, 37, 45, device=device)  # neither side a multiple of 16
     with torch.no_grad():
@@ -269,3 +269,17 @@ def test_baseline_block_matches_functional_reference(dw_expand: int) -> None:
     x = torch.randn(2, 8, 9, 11)
     with torch.no_grad():
         torch.testing.assert_close(block(x), _reference_baseline_block(block, x), rtol=0, atol=1e-5)
+
+
+def test_network_refuses_unaligned_input_and_the_model_pads_with_zeros() -> None:
+    # the official check_image_size pads right/bottom with zeros (F.pad's default); RestorationModel
+    # is the one place that pads, so the bare network refuses what it would have to pad itself
+    net = randomize(nafnet.build(TINY)).eval()
+    x = torch.rand(1, 3, 13, 22)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        net(x)
+    with torch.no_grad():
+        padded = net(F.pad(x, (0, 2, 0, 3)))[..., :13, :22]
+        replicated = net(F.pad(x, (0, 2, 0, 3), mode="replicate"))[..., :13, :22]
+        assert torch.equal(RestorationModel(net, nafnet.NAME, TINY)(x), padded)
+    assert not torch.allclose(padded, replicated, atol=1e-4), "the pad mode must matter for this check to mean anything"

@@ -16,7 +16,6 @@ from restorekit.inference.tiling import (
     auto_tile_size,
     axis_weights,
     default_overlap,
-    has_global_statistics,
     make_plan,
     minimum_tile,
     plan_axis,
@@ -97,8 +96,9 @@ def test_global_statistics_models_are_flagged_and_close(device: torch.device) ->
     config = nafnet.Config(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
     model = _randomise_residual_scales(build_model("nafnet", config)).eval().to(device)
     backend = TorchBackend(model)
-    assert has_global_statistics(model) and receptive_radius(backend) is None
-    assert has_global_statistics(build_model("hinet", hinet.Config(width=4, depth=3)))
+    assert model.global_statistics and receptive_radius(backend) is None
+    assert build_model("hinet", hinet.Config(width=4, depth=3)).global_statistics
+    assert not build_model("hinet", hinet.Config(width=4, depth=3, hin_left=0, hin_right=-1)).global_statistics
     pixels = np.random.rand(64, 80, 3).astype(np.float32)
     whole, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=0))
     tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=48, overlap=16))

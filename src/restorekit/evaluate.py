@@ -26,14 +26,12 @@ import re
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .conventions import RESTORATION_RGB, SR_Y, MetricConvention
@@ -262,17 +260,6 @@ class BicubicUpscaler:
         return imresize(x, scale=self.scale)
 
 
-def _run_model(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, alignment: int) -> torch.Tensor:
-    """Pad the input (replicate) to the model's size multiple, run it, crop the output back."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % alignment, (-w) % alignment
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    with torch.inference_mode():
-        out = model(x)
-    return out[..., : h * scale, : w * scale]
-
-
 def _resolve_device(name: str | torch.device | None) -> torch.device:
     # pick_device makes an unavailable device (--device cuda on a CPU build) a one-line error
     if isinstance(name, torch.device):
@@ -336,111 +323,30 @@ def evaluate(
     if lr_path is not None and degrade is not None:
         raise ConfigError("--degrade makes inputs from the HR images; it cannot be combined with --lr")
     degradation = parse_degradation(degrade) if isinstance(degrade, str) else degrade
-    dev = _resolve_device(device)
-
-    if isinstance(model, (str, Path)) and str(model) == BICUBIC:
-        k = scale or (degradation.scale if degradation is not None and degradation.scale > 1 else None)
-        if k is None and lr_path is not None:
-            match = re.fullmatch(r"x(\d+)", lr_path.name, flags=re.IGNORECASE)
-            k = int(match.group(1)) if match else None
-        if k is None or k < 2:
-            raise ConfigError("the bicubic pseudo-model needs a scale: pass --scale K (K >= 2)")
-        net: Any = BicubicUpscaler(k)
-    elif isinstance(model, (str, Path)) and str(model) == INPUT:
-        net = Passthrough()
-    elif isinstance(model, (str, Path)):
-        from .model import load
-
-        net = load(model, device=dev)
-    else:
-        net = model
-        dev = next(net.parameters()).device if hasattr(net, "parameters") else dev
+    net, dev = _pick_model(model, scale, degradation, lr_path, _resolve_device(device))
 
     model_scale = int(net.scale)
-    data_scale = scale if scale is not None else model_scale
-    if degradation is not None and degradation.scale > 1 and scale is None:
-        data_scale = degradation.scale
-    if model_scale not in (1, data_scale):
-        raise ConfigError(f"model {getattr(net, 'name', model)} upscales x{model_scale} but the data is x{data_scale}")
-    if degradation is not None and degradation.scale not in (1, data_scale):
-        raise ConfigError(f"degradation {degradation.spec!r} downscales x{degradation.scale} but the scale is x{data_scale}")
-    if lr_path is None and degradation is None and not paired:
-        if data_scale > 1:
-            degradation = parse_degradation(f"bicubic:{data_scale}")
-        else:
-            raise ConfigError("no inputs: give an LR/input folder (--lr) or a degradation (--degrade awgn:25)")
+    data_scale, degradation = _data_scale(net, model, scale, degradation, lr_path is None and not paired)
 
     preset = getattr(net, "preset", None)
-    if convention is None:
-        if preset is not None:
-            convention = preset.convention
-        elif data_scale > 1:
-            convention = SR_Y
-        elif paired:  # real pairs: the restoration convention (RGB, uint8, no crop), pseudo-models included
-            convention = RESTORATION_RGB
-        else:
-            convention = MetricConvention()
-    if overrides:
-        convention = replace(convention, **overrides)
-    if preset is not None:
-        name = preset.name
-    elif isinstance(net, (BicubicUpscaler, Passthrough)):
-        name = net.name
-    elif isinstance(model, (str, Path)):
-        name = Path(model).name
-    else:
-        name = str(getattr(net, "family", type(net).__name__))
+    convention = _pick_convention(convention, preset, data_scale, paired, overrides)
+    name = _model_name(net, model, preset)
     dataset = dataset or guess_dataset(hr_dir)
     in_channels = int(net.in_channels)
     if in_channels not in (1, 3):
         raise ConfigError(f"model {name} takes {in_channels} channels; evaluation supports 1 (grey/Y) or 3 (RGB)")
-
-    if paired:
-        if data_scale != 1:
-            raise ConfigError(f"--pairs is for restoration models (scale 1); {name} upscales x{data_scale}")
-        from .data.datasets import pair_in_folder
-
-        pairs: list[tuple[Path, Path | None]] = [(clean, noisy) for noisy, clean in pair_in_folder(hr_dir)]
-    elif lr_path is not None:
-        hr_files = _list_images(hr_dir, "ground-truth")
-        pairs = list(pair_files(hr_files, _list_images(lr_path, "input"), data_scale))
-    else:
-        pairs = [(p, None) for p in _list_images(hr_dir, "ground-truth")]
+    pairs = _list_pairs(hr_dir, lr_path, paired, data_scale, name)
     total = len(pairs)
     if limit is not None:
         pairs = pairs[:limit]
 
     results: list[ImageResult] = []
-    iterator: Any = pairs
-    if progress is not False:  # per image, with ETA; None: only when stderr is a terminal
-        from tqdm import tqdm  # type: ignore[import-untyped]
-
-        iterator = tqdm(pairs, desc=f"eval {name}", unit="img", file=sys.stderr,
-                        disable=None if progress is None else False)
+    iterator = _with_progress(pairs, name, progress)
     for hr_file, lr_file in iterator:
-        hr = read_image(hr_file)
-        h, w = hr.shape[-2] // data_scale * data_scale, hr.shape[-1] // data_scale * data_scale
-        hr = hr[:, :h, :w]
-        hr = _to_channels(hr, in_channels)
-        if lr_file is not None:
-            lr = _to_channels(read_image(lr_file), in_channels)
-            expected = (h // data_scale, w // data_scale)
-            if tuple(lr.shape[-2:]) != expected:
-                raise ImageError(f"input {lr_file} is {lr.shape[-1]}x{lr.shape[-2]} but ground truth {hr_file} "
-                                 f"mod-cropped to x{data_scale} needs {expected[1]}x{expected[0]}")
-        else:
-            assert degradation is not None
-            generator = torch.Generator().manual_seed(_image_seed(seed, hr_file.stem))
-            lr = degradation(hr, generator)
+        hr, lr = _load_pair(hr_file, lr_file, data_scale, in_channels, degradation, seed)
         if model_scale == 1 and data_scale > 1:
-            lr = imresize(lr, size=(h, w))  # pre-upsampling network: it restores a bicubic-upscaled input
-        x = lr[None].to(dev)
-        if isinstance(net, (BicubicUpscaler, Passthrough)):
-            out = net(x)
-        else:
-            x = x.to(next(net.parameters()).dtype) if hasattr(net, "parameters") else x
-            out = _run_model(net, x, model_scale, int(getattr(net, "alignment", 1)))
-        out = out.float().clamp(0, 1)[0]
+            lr = imresize(lr, size=(hr.shape[-2], hr.shape[-1]))  # pre-upsampling network: restores a bicubic upscale
+        out = _restore(net, lr, dev)
         if tuple(out.shape) != tuple(hr.shape):
             raise ConfigError(f"model {name} returned {tuple(out.shape)} for {hr_file.name}, expected {tuple(hr.shape)}")
         scores = measure(out, hr.to(out.device), convention, scale=data_scale)
@@ -455,16 +361,134 @@ def evaluate(
     else:
         source = f"{degradation.describe()} of {hr_dir} (seed {seed})"  # type: ignore[union-attr]
     return EvalResult(
-        model=name,
-        dataset=dataset,
-        scale=data_scale,
-        convention=convention,
-        input=source,
-        images=results,
+        model=name, dataset=dataset, scale=data_scale, convention=convention, input=source, images=results,
         paper=_lookup_paper(preset, dataset, data_scale, degradation),
-        paper_convention=preset.convention if preset is not None else None,
-        total=total,
+        paper_convention=preset.convention if preset is not None else None, total=total,
     )
+
+
+def _with_progress(pairs: list[Any], name: str, progress: bool | None) -> Any:
+    """``pairs`` as they are, or behind a per-image bar with ETA (``None``: only when stderr is a terminal)."""
+    if progress is False:
+        return pairs
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    return tqdm(pairs, desc=f"eval {name}", unit="img", file=sys.stderr, disable=None if progress is None else False)
+
+
+def _pick_model(
+    model: Any, scale: int | None, degradation: Degradation | None, lr_path: Path | None, dev: torch.device
+) -> tuple[Any, torch.device]:
+    """The callable to evaluate (a pseudo-model, a loaded preset/file, or the object given) and its device."""
+    if isinstance(model, (str, Path)) and str(model) == BICUBIC:
+        k = scale or (degradation.scale if degradation is not None and degradation.scale > 1 else None)
+        if k is None and lr_path is not None:
+            match = re.fullmatch(r"x(\d+)", lr_path.name, flags=re.IGNORECASE)
+            k = int(match.group(1)) if match else None
+        if k is None or k < 2:
+            raise ConfigError("the bicubic pseudo-model needs a scale: pass --scale K (K >= 2)")
+        return BicubicUpscaler(k), dev
+    if isinstance(model, (str, Path)) and str(model) == INPUT:
+        return Passthrough(), dev
+    if isinstance(model, (str, Path)):
+        from .model import load
+
+        return load(model, device=dev), dev
+    return model, (next(model.parameters()).device if hasattr(model, "parameters") else dev)
+
+
+def _data_scale(
+    net: Any, model: Any, scale: int | None, degradation: Degradation | None, needs_inputs: bool
+) -> tuple[int, Degradation | None]:
+    """The data's scale (``scale``, else the degradation's, else the model's) and the degradation,
+    ``bicubic:<scale>`` by default for SR data made from ground truths (``needs_inputs``)."""
+    model_scale = int(net.scale)
+    data_scale = scale if scale is not None else model_scale
+    if degradation is not None and degradation.scale > 1 and scale is None:
+        data_scale = degradation.scale
+    if model_scale not in (1, data_scale):
+        raise ConfigError(f"model {getattr(net, 'name', model)} upscales x{model_scale} but the data is x{data_scale}")
+    if degradation is not None and degradation.scale not in (1, data_scale):
+        raise ConfigError(f"degradation {degradation.spec!r} downscales x{degradation.scale} but the scale is x{data_scale}")
+    if needs_inputs and degradation is None:
+        if data_scale > 1:
+            return data_scale, parse_degradation(f"bicubic:{data_scale}")
+        raise ConfigError("no inputs: give an LR/input folder (--lr) or a degradation (--degrade awgn:25)")
+    return data_scale, degradation
+
+
+def _pick_convention(
+    convention: MetricConvention | None, preset: Any, data_scale: int, paired: bool,
+    overrides: dict[str, Any] | None,
+) -> MetricConvention:
+    """The explicit convention, else the preset's, else SR (Y, crop = scale) or RGB restoration."""
+    if convention is None:
+        if preset is not None:
+            convention = preset.convention
+        elif data_scale > 1:
+            convention = SR_Y
+        elif paired:  # real pairs: the restoration convention (RGB, uint8, no crop), pseudo-models included
+            convention = RESTORATION_RGB
+        else:
+            convention = MetricConvention()
+    if overrides:
+        convention = replace(convention, **overrides)
+    return convention
+
+
+def _model_name(net: Any, model: Any, preset: Any) -> str:
+    if preset is not None:
+        return str(preset.name)
+    if isinstance(net, (BicubicUpscaler, Passthrough)):
+        return net.name
+    if isinstance(model, (str, Path)):
+        return Path(model).name
+    return str(getattr(net, "family", type(net).__name__))
+
+
+def _list_pairs(hr_dir: Path, lr_path: Path | None, paired: bool, data_scale: int, name: str) -> list[tuple[Path, Path | None]]:
+    """(ground truth, input or None) files: real pairs in one folder, an input folder, or ground truths only."""
+    if paired:
+        if data_scale != 1:
+            raise ConfigError(f"--pairs is for restoration models (scale 1); {name} upscales x{data_scale}")
+        from .data.datasets import pair_in_folder
+
+        pairs: list[tuple[Path, Path | None]] = [(clean, noisy) for noisy, clean in pair_in_folder(hr_dir)]
+    elif lr_path is not None:
+        hr_files = _list_images(hr_dir, "ground-truth")
+        pairs = list(pair_files(hr_files, _list_images(lr_path, "input"), data_scale))
+    else:
+        pairs = [(p, None) for p in _list_images(hr_dir, "ground-truth")]
+    return pairs
+
+
+def _load_pair(
+    hr_file: Path, lr_file: Path | None, data_scale: int, in_channels: int, degradation: Degradation | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mod-cropped ground truth and its input (read, or made with the seeded degradation)."""
+    hr = read_image(hr_file)
+    h, w = hr.shape[-2] // data_scale * data_scale, hr.shape[-1] // data_scale * data_scale
+    hr = _to_channels(hr[:, :h, :w], in_channels)
+    if lr_file is None:
+        assert degradation is not None
+        generator = torch.Generator().manual_seed(_image_seed(seed, hr_file.stem))
+        return hr, degradation(hr, generator)
+    lr = _to_channels(read_image(lr_file), in_channels)
+    expected = (h // data_scale, w // data_scale)
+    if tuple(lr.shape[-2:]) != expected:
+        raise ImageError(f"input {lr_file} is {lr.shape[-1]}x{lr.shape[-2]} but ground truth {hr_file} "
+                         f"mod-cropped to x{data_scale} needs {expected[1]}x{expected[0]}")
+    return hr, lr
+
+
+def _restore(net: Any, lr: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """Run the model on one (C, H, W) input: the model pads, runs and crops (``RestorationModel.forward``)."""
+    x = lr[None].to(dev)
+    if hasattr(net, "parameters"):
+        x = x.to(next(net.parameters()).dtype)
+    with torch.inference_mode():
+        out = net(x)
+    return out.float().clamp(0, 1)[0]
 
 
 def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:

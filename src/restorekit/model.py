@@ -1,6 +1,11 @@
 """RestorationModel: a network plus what callers need to know about it (family, config, scale,
-task, tile alignment), and ``load()``, the public entry point that turns a preset name or a
-weights path into one."""
+task, tile alignment, pad mode), and ``load()``, the public entry point that turns a preset name or
+a weights path into one.
+
+``RestorationModel.forward`` is the one place a network runs on an image: it pads the input to the
+family's alignment with the family's ``PAD_MODE``, runs the network, crops the output back and
+keeps the last stage. Restore, eval, training validation, the Bicubic++ pipeline, ONNX export,
+tiling and the UI all call it, so they compute the same function of the same pixels."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from torch import nn
 
 from . import hub, loading
 from .archs import get_family
+from .archs.layers import PadMode, pad_to_multiple
 from .errors import UnknownNameError
 from .inference.runner import pick_device
 from .zoo import PRESETS, Preset, get_preset
@@ -20,7 +26,10 @@ WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 
 
 class RestorationModel(nn.Module):
-    """Maps an NCHW float tensor in [0, 1] to the restored NCHW tensor (final output only)."""
+    """Maps an NCHW float tensor in [0, 1] of any H x W to the restored NCHW tensor (final output only).
+
+    Training runs ``net`` itself on aligned patches (HINet's loss needs every stage's output).
+    """
 
     def __init__(self, net: nn.Module, family: str, config: Any, preset: Preset | None = None) -> None:
         super().__init__()
@@ -28,6 +37,7 @@ class RestorationModel(nn.Module):
         self.family = family
         self.config = config
         self.preset = preset
+        self.pad_mode: PadMode = get_family(family).PAD_MODE
 
     @property
     def scale(self) -> int:
@@ -40,6 +50,11 @@ class RestorationModel(nn.Module):
     @property
     def alignment(self) -> int:
         return int(self.config.alignment)
+
+    @property
+    def global_statistics(self) -> bool:
+        """True when an output pixel depends on the whole image (global pooling, instance norm)."""
+        return bool(get_family(self.family).global_statistics(self.net))
 
     @property
     def task(self) -> str:
@@ -78,10 +93,20 @@ class RestorationModel(nn.Module):
         return restore_any(self, image, precision=precision, options=options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        if isinstance(out, (list, tuple)):  # multi-stage nets (HINet) return every stage's output
+        return self._run_aligned(x)
+
+    def _run_aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad to the alignment (the family's mode), run the network, crop to ``config.scale`` x the
+        input, keep the last stage."""
+        alignment = self.alignment
+        height, width = x.shape[-2], x.shape[-1]
+        out = self.net(pad_to_multiple(x, alignment, self.pad_mode))
+        if isinstance(out, (list, tuple)):  # multi-stage nets (HINet) return every stage in training mode
             out = out[-1]
-        return out
+        if alignment <= 1:  # the output is already the right size; no no-op slices in a traced graph
+            return out
+        scale = int(self.config.scale)
+        return out[..., : height * scale, : width * scale]
 
 
 class PreUpsampled(RestorationModel):
@@ -110,7 +135,7 @@ class PreUpsampled(RestorationModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from .data.degrade import imresize
 
-        return super().forward(imresize(x, scale=self.factor))
+        return self._run_aligned(imresize(x, scale=self.factor))
 
 
 def build_model(family_name: str, config: Any, preset: Preset | None = None) -> RestorationModel:

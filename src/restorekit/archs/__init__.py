@@ -5,10 +5,14 @@ Every family module exposes the same small surface (no base classes, no registry
 - ``NAME``: the family key used in safetensors metadata and error messages.
 - ``Config``: a frozen dataclass of typed hyper-parameters with ``scale``, ``in_channels`` and an
   ``alignment`` property (the pixel grid the network's strides impose; tiles start on it).
+- ``PAD_MODE``: how an input is padded up to ``alignment`` (``constant`` zeros, ``reflect`` or
+  ``replicate``), with the reason next to it: the official test-time behaviour where there is one.
 - ``PRESETS``: official architecture configs by name.
-- ``build(config) -> nn.Module``: a network whose ``forward`` accepts any H x W (it pads/crops
-  internally where the architecture needs it) and returns the restored image; HINet returns the
-  list of stage outputs in training mode.
+- ``build(config) -> nn.Module``: a network whose ``forward`` takes H and W that are multiples of
+  ``alignment`` and returns the restored image; HINet returns the list of stage outputs in
+  training mode. ``RestorationModel`` (``model.py``) is what pads, runs and crops: call that.
+- ``global_statistics(net) -> bool``: whether some layer sees the whole image (global pooling,
+  instance norm), so an output pixel has no bounded receptive field (tiling reads it).
 - ``matches(state_dict) -> bool``: cheap key-pattern test.
 - ``infer_config(state_dict) -> Config``: hyper-parameters from tensor shapes.
 

@@ -11,13 +11,13 @@ CSFF). Both stage outputs are residual on the input image. Parameter names are t
 so the five released checkpoints (SIDD 1x/0.5x, GoPro, REDS, Rain13k) load with ``strict=True``.
 
 What we changed and why:
-- Any input size. The official net needs H and W to be multiples of 16 (four stride-2 levels);
-  we pad the right and bottom edges to the next multiple and crop the outputs back. We pad by
-  *reflection*, not zeros: half instance norm normalises each feature map with its statistics over
-  the whole image, so a dark zero band would shift the mean and variance seen by every pixel,
-  while a mirrored band keeps them close to the image's own. Inputs already on the 16-pixel grid
-  are not padded, so they give exactly the official output. When the image is smaller than the
-  band to add (reflection needs pad < size) we fall back to edge replication.
+- Input size: the network runs on H and W that are multiples of 16 (``Config.alignment``: four
+  stride-2 levels), like the official one; ``RestorationModel`` pads other sizes with
+  :data:`PAD_MODE` and crops back. Reflection, not zeros: half instance norm normalises each feature
+  map with its statistics over the whole image, so a dark zero band would shift the mean and
+  variance seen by every pixel, while a mirrored band keeps them close to the image's own. The
+  official test (``basicsr/models/image_restoration_model.py``) feeds images unpadded, so it fixes
+  no mode; aligned inputs (GoPro 1280x720, SIDD 256x256 crops) are not padded and match it exactly.
 - Training mode returns ``[stage1, stage2]`` (the loss is applied to both, as upstream); eval mode
   returns only the final image.
 - Speed: the 2x2 stride-2 transposed convs run as 1x1 convs + PixelShuffle(2) (same arithmetic,
@@ -41,8 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DetectionError
+from .layers import PadMode, check_aligned
 
 NAME = "hinet"
+
+# Right/bottom reflection (edge replication for images smaller than the band); see the module doc.
+PAD_MODE: PadMode = "reflect"
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class Config:
 
     @property
     def alignment(self) -> int:
-        """The stride product of the encoder: inputs are padded to a multiple of it."""
+        """The stride product of the encoder: ``RestorationModel`` pads inputs to a multiple of it."""
         return 2 ** (self.depth - 1)
 
     def uses_hin(self, level: int) -> bool:
@@ -202,17 +206,6 @@ class SAM(nn.Module):
         return gated, restored
 
 
-def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad right/bottom to a multiple: reflection where it fits, edge replication otherwise."""
-    height, width = x.shape[-2:]
-    pad_h = -height % multiple
-    pad_w = -width % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
 class HINet(nn.Module):
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -247,15 +240,11 @@ class HINet(nn.Module):
         self.last = nn.Conv2d(wf, config.in_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        """Restore ``x`` (N x C x H x W, any H, W): a list of both stage outputs in training mode,
-        the final image in eval mode."""
-        height, width = x.shape[-2:]
-        image = _pad(x, self.config.alignment)
-        out_1, out_2 = self._stages(image)
-        out_2 = out_2[..., :height, :width]
-        if self.training:
-            return [out_1[..., :height, :width], out_2]
-        return out_2
+        """Restore ``x`` (N x C x H x W, H and W multiples of ``config.alignment``): a list of both
+        stage outputs in training mode, the final image in eval mode."""
+        check_aligned(x, self.config.alignment, "HINet")
+        out_1, out_2 = self._stages(x)
+        return [out_1, out_2] if self.training else out_2
 
     def _stages(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Stage 1: plain U-Net; keep encoder features (pre-downsampling) and decoder outputs for CSFF.
@@ -288,6 +277,13 @@ class HINet(nn.Module):
 def build(config: Config) -> nn.Module:
     """A randomly initialised HINet for ``config``."""
     return HINet(config)
+
+
+def global_statistics(net: nn.Module) -> bool:
+    """True when some level uses half instance norm (every official preset): its per-image mean and
+    variance make every output pixel depend on the whole image."""
+    config = getattr(net, "config", None)
+    return isinstance(config, Config) and any(config.uses_hin(level) for level in range(config.depth))
 
 
 _REQUIRED_KEYS = (

@@ -1,9 +1,11 @@
-"""Layers shared by several families: channel LayerNorm, SimpleGate, pad-to-multiple.
+"""Layers shared by several families: channel LayerNorm, SimpleGate, pad-to-multiple and its guard.
 
 Only what is truly common lives here; family-specific blocks stay in their family's module.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,13 +43,39 @@ class SimpleGate(nn.Module):
         return first * second
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad the right and bottom of an NCHW tensor so H and W are multiples of ``multiple``."""
+PadMode = Literal["constant", "reflect", "replicate"]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, mode: PadMode = "constant") -> torch.Tensor:
+    """Pad the right and bottom of an NCHW tensor so H and W are multiples of ``multiple``.
+
+    ``mode`` is the family's (``PAD_MODE`` in its module); ``constant`` pads with zeros. Reflection
+    needs a band narrower than the image, so an image smaller than the band is edge-replicated
+    instead. While tracing (ONNX export) the pad is always recorded, with amounts computed from
+    the input's size, so the graph stays valid for every size; the trace must then come from an
+    input larger than ``multiple`` for reflection.
+    """
     if multiple <= 1:
         return x
-    height, width = x.shape[-2:]
+    height, width = x.shape[-2], x.shape[-1]
     pad_h = (multiple - height % multiple) % multiple
     pad_w = (multiple - width % multiple) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    return F.pad(x, (0, pad_w, 0, pad_h))
+    if not torch.jit.is_tracing():
+        if pad_h == 0 and pad_w == 0:
+            return x
+        if mode == "reflect" and (pad_h >= height or pad_w >= width):
+            mode = "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def check_aligned(x: torch.Tensor, multiple: int, family: str) -> None:
+    """Refuse an input whose H or W is not a multiple of ``multiple``: networks run on aligned
+    input only, and ``RestorationModel`` (``restorekit.load``, ``build_model``) is what pads it."""
+    if torch.jit.is_tracing():
+        return
+    height, width = x.shape[-2], x.shape[-1]
+    if height % multiple or width % multiple:
+        raise ValueError(
+            f"{family}: input is {height}x{width} (H x W) but the network needs multiples of {multiple}; "
+            "run it through RestorationModel, which pads and crops"
+        )

@@ -17,6 +17,9 @@ One family covers both block types because they share the U-Net body and the sta
 The GoPro/REDS weights were evaluated with the test-time local converter (TLC): apply
 :func:`restorekit.tlc.convert_to_local` (``restorekit.load`` does it for those presets).
 
+Input size: the network runs on H and W that are multiples of ``Config.alignment`` (2 per encoder
+level). ``RestorationModel`` pads other sizes with :data:`PAD_MODE` and crops the output back.
+
 What we changed and why:
 - LayerNorm2d is built from plain tensor ops (``archs/layers.py``) instead of the official custom
   autograd.Function, so the network traces, exports to ONNX and compiles; same outputs.
@@ -41,9 +44,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DetectionError
-from .layers import LayerNorm2d, SimpleGate, pad_to_multiple
+from .layers import LayerNorm2d, PadMode, SimpleGate, check_aligned
 
 NAME = "nafnet"
+
+# Zeros on the right and bottom, as the official ``NAFNet.check_image_size`` does at test time
+# (``F.pad`` with its default constant mode), so our numbers stay comparable with the paper's.
+PAD_MODE: PadMode = "constant"
 
 BlockType = Literal["nafnet", "baseline"]
 _BLOCK_TYPES: tuple[str, ...] = ("nafnet", "baseline")
@@ -91,7 +98,7 @@ class Config:
 
     @property
     def alignment(self) -> int:
-        """Input size multiple the strides impose (the network pads to it internally)."""
+        """Input size multiple the strides impose (``RestorationModel`` pads to it)."""
         return 2 ** len(self.enc_blk_nums)
 
 
@@ -206,7 +213,7 @@ def _attend_project(x: torch.Tensor, attention: torch.Tensor, conv: nn.Conv2d, s
 
 
 class NAFNet(nn.Module):
-    """The U-Net shared by NAFNet and Baseline; accepts any H x W (pads to ``alignment``, crops back)."""
+    """The U-Net shared by NAFNet and Baseline; H and W must be multiples of ``config.alignment``."""
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -234,8 +241,7 @@ class NAFNet(nn.Module):
             self.decoders.append(blocks(chan, count))
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        height, width = inp.shape[-2:]
-        inp = pad_to_multiple(inp, self.config.alignment)
+        check_aligned(inp, self.config.alignment, "NAFNet")
         if inp.device.type in ("cpu", "cuda"):
             # channels_last from the first conv on: LayerNorm2d and the 1x1 convs then work on
             # contiguous NHWC views (see _pointwise); converting 3 input channels costs nothing
@@ -249,13 +255,18 @@ class NAFNet(nn.Module):
         x = self.middle_blks(x)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
-        out = self.ending(x) + inp
-        return out[..., :height, :width].contiguous()
+        return (self.ending(x) + inp).contiguous()
 
 
 def build(config: Config) -> nn.Module:
     """A randomly initialised NAFNet/Baseline (PyTorch default init, beta = gamma = 0, as official)."""
     return NAFNet(config)
+
+
+def global_statistics(net: nn.Module) -> bool:
+    """True while a channel attention pools the whole image (``nn.AdaptiveAvgPool2d(1)``): every output
+    pixel then depends on every input pixel. TLC replaces those pools by local ones."""
+    return any(isinstance(m, nn.AdaptiveAvgPool2d) for m in net.modules())
 
 
 # A block's channel-attention weight: present in every block of either type, anywhere in the U-Net.

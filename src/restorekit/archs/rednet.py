@@ -44,8 +44,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DetectionError
+from .layers import PadMode
 
 NAME = "rednet"
+
+# Alignment 1: nothing to pad. The mode is declared so every family states it.
+PAD_MODE: PadMode = "constant"
+
 # SR with RED-Net is pre-upsampling: the network restores the bicubic-upscaled image at scale 1, and
 # `restorekit restore --scale K` / `restorekit eval --scale K` upscale its input first.
 PRE_UPSAMPLING = True
@@ -158,6 +163,11 @@ def _deconv(x: torch.Tensor, deconv: nn.Module) -> torch.Tensor:
 def build(config: Config) -> nn.Module:
     """A randomly initialised RED-Net for ``config``."""
     return REDNet(config)
+
+
+def global_statistics(net: nn.Module) -> bool:
+    """Never: only 3x3 convolutions and transposed convolutions, so the receptive field is bounded."""
+    return False
 
 
 _KEY = re.compile(r"(convs|deconvs)\.(\d+)\.(weight|bias)")

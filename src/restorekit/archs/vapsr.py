@@ -25,8 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DetectionError
+from .layers import PadMode
 
 NAME = "vapsr"
+
+# Alignment 1: nothing to pad. The mode is declared so every family states it.
+PAD_MODE: PadMode = "constant"
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,11 @@ class VapSR(nn.Module):
 
 def build(config: Config) -> nn.Module:
     return VapSR(config)
+
+
+def global_statistics(net: nn.Module) -> bool:
+    """Never: the attention is a product with local (large-kernel) convolutions, not a global pool."""
+    return False
 
 
 def matches(state_dict: dict[str, torch.Tensor]) -> bool:

@@ -146,10 +146,11 @@ def evaluate(net: nn.Module, sets: tuple[EvalSet, ...], scale: int, device: torc
     from ..train.config import DatasetSection
     from ..train.loop import evaluate_set
 
+    model = RestorationModel(net, bicubic_pp.NAME, net.config)  # type: ignore[arg-type]
     scores = {}
     for item in sets:
         dataset = make_dataset(DatasetSection(gt=item.gt, lq=item.lq), scale, 3, 0, train=False)
-        scores[item.name] = round(evaluate_set(net, dataset, SR_Y, scale, device)["psnr"], 4)
+        scores[item.name] = round(evaluate_set(model, dataset, SR_Y, scale, device)["psnr"], 4)
     return scores
 
 

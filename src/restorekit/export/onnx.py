@@ -5,13 +5,12 @@ uses by default needs the extra ``onnxscript`` package and specialises on Python
 same; the tracing exporter ships with torch and keeps shape arithmetic symbolic when it is written
 as tensor-size arithmetic, which is all we need.
 
-How sizes stay dynamic: tracing records one path through Python ``if``s, and several families
-pad only when the input is not aligned (``if pad_h or pad_w``). So the exported graph wraps the
-network in ``_AlignedGraph``: it always pads H and W up to the family's alignment with an ONNX
-``Pad`` whose amounts are computed from the input shape (zeros, or edge replication where the
-family pads that way), runs the network on an aligned input (where its own padding branch is a
-no-op, the branch that was traced), and crops the output to ``scale*H x scale*W``. The result is
-one graph valid for every input size, so any ONNX runtime can use it without restorekit.
+How sizes stay dynamic: tracing records one path through Python ``if``s, so a pad taken only when
+the input is unaligned would be baked in or left out. ``RestorationModel.forward`` (the one place
+that pads, runs and crops) always records its pad while tracing (``archs.layers.pad_to_multiple``),
+with amounts computed from the input shape in the family's mode, and crops the output to
+``scale*H x scale*W`` with size arithmetic. The result is one graph valid for every input size,
+computing what ``restorekit restore`` computes, so any ONNX runtime can use it without restorekit.
 
 The export stores what a runner needs in the model's ``metadata_props``: family, config (JSON),
 scale, alignment, precision, and the restorekit version.
@@ -26,44 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RestorekitError, WeightsError
+from ..model import RestorationModel
 from . import DEFAULT_OPSET, PRECISIONS
-
-# How each family's own forward pads unaligned inputs, so the graph-level pad reproduces it:
-# Bicubic++ replicates edges, HINet reflects (it falls back to edge replication only when the pad
-# exceeds the image, i.e. inputs smaller than its 16-pixel alignment), the rest pad with zeros.
-_PAD_MODE = {"bicubic_pp": "replicate", "hinet": "reflect"}
 
 
 class ExportError(RestorekitError):
     """A model could not be exported, or an exported file could not be run."""
-
-
-class _AlignedGraph(nn.Module):
-    """Pad to the alignment, run, crop: written with size arithmetic so tracing keeps it dynamic."""
-
-    def __init__(self, net: nn.Module, alignment: int, scale: int, mode: str) -> None:
-        super().__init__()
-        self.net = net
-        self.alignment = alignment
-        self.scale = scale
-        self.mode = mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2], x.shape[-1]
-        if self.alignment > 1:
-            pad_h = (self.alignment - height % self.alignment) % self.alignment
-            pad_w = (self.alignment - width % self.alignment) % self.alignment
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=self.mode)
-        out = self.net(x)
-        if isinstance(out, (list, tuple)):  # HINet returns every stage in training mode
-            out = out[-1]
-        if self.alignment > 1:
-            out = out[..., : height * self.scale, : width * self.scale]
-        return out
 
 
 def _config_json(config: Any) -> str:
@@ -79,7 +49,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     sample_size: tuple[int, int] | None = None,
 ) -> Path:
-    """Export a ``RestorationModel`` (or any module with ``config``) to ONNX with dynamic N, H, W.
+    """Export a ``RestorationModel`` to ONNX with dynamic N, H, W.
 
     ``precision``: ``fp32``, or ``fp16`` (weights and the graph's input/output are float16; meant
     for the CUDA provider; ONNX Runtime's CPU provider runs it too, mostly through casts).
@@ -92,18 +62,16 @@ def export_onnx(
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     try:
-        import onnx
+        import onnx  # noqa: F401  (checked here so a missing extra fails before any tracing)
     except ImportError as exc:  # the optional extra
         raise ExportError("ONNX export needs the onnx extra: pip install 'restorekit[onnx]'") from exc
+    if not isinstance(model, RestorationModel):
+        raise ExportError(f"export_onnx takes a RestorationModel (restorekit.load), not {type(model).__name__}")
     path = Path(path)
-    config = getattr(model, "config", None)
-    family = str(getattr(model, "family", "unknown"))
-    scale = int(getattr(config, "scale", 1))
-    alignment = int(getattr(config, "alignment", 1))
-    channels = int(getattr(config, "in_channels", 3))
-    net = model.net if isinstance(getattr(model, "net", None), nn.Module) else model
-    assert isinstance(net, nn.Module)
-    graph = _AlignedGraph(net, alignment, scale, _PAD_MODE.get(family, "constant")).eval()
+    family, alignment, net = model.family, model.alignment, model.net
+    # the network with its pad/run/crop, without what a subclass adds on top (PreUpsampled's
+    # upscaling): the file holds the family's own graph at the config's scale
+    graph = RestorationModel(net, family, model.config, model.preset).eval()
     dtype = torch.float16 if precision == "fp16" else torch.float32
     device = next(model.parameters()).device
     if precision == "fp16":
@@ -120,7 +88,7 @@ def export_onnx(
         sample_size = (side, side + 2)
     if min_size and (sample_size[0] < min_size[0] or sample_size[1] < min_size[1]):
         raise ExportError(f"{path}: a TLC model must be traced at >= {min_size[0]}x{min_size[1]} (H x W)")
-    sample = torch.rand(1, channels, *sample_size, device=device, dtype=dtype)
+    sample = torch.rand(1, model.in_channels, *sample_size, device=device, dtype=dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # the tracer warns about shape arithmetic being traced, which is exactly what we want here
@@ -142,15 +110,23 @@ def export_onnx(
             )
         except Exception as exc:
             raise ExportError(f"{path}: ONNX export of {family} failed: {exc}") from exc
-    proto = onnx.load(str(path))
+    _write_metadata(path, graph, precision, min_size)
+    return path
+
+
+def _write_metadata(path: Path, model: RestorationModel, precision: str, min_size: tuple[int, int] | None) -> None:
+    """Store what a runner needs in the file's ``metadata_props``."""
+    import onnx
+
     from .. import __version__
 
+    proto = onnx.load(str(path))
     meta = {
-        "restorekit.family": family,
-        "restorekit.pad_mode": graph.mode,
-        "restorekit.config": _config_json(config),
-        "restorekit.scale": str(scale),
-        "restorekit.alignment": str(alignment),
+        "restorekit.family": model.family,
+        "restorekit.pad_mode": model.pad_mode,
+        "restorekit.config": _config_json(model.config),
+        "restorekit.scale": str(int(model.config.scale)),
+        "restorekit.alignment": str(model.alignment),
         "restorekit.precision": precision,
         "restorekit.version": __version__,
     }
@@ -160,7 +136,6 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
-    return path
 
 
 def _tlc_min_size(net: nn.Module) -> tuple[int, int] | None:

@@ -4,7 +4,7 @@ Why it is exact. A network whose output pixel depends only on input pixels withi
 receptive radius) computes the same value in a tile as in the whole image, provided the pixel lies
 at least ``r`` from every tile edge that is not also an image edge, and the tile sees the same pixel
 grid (tile starts on the network's stride grid, ``alignment``; the last tile of a row ends exactly
-on the image edge so internal padding to a multiple matches the whole-image padding). Blending
+on the image edge so the model's padding to a multiple matches the whole-image padding). Blending
 weights are therefore zero within ``r`` of an inner tile edge and ramp smoothly (smoothstep) across
 the rest of the overlap, so every pixel is a weighted mean of exact values. With
 ``overlap >= 2 r`` the tiled result equals the whole-image result up to float rounding.
@@ -51,20 +51,6 @@ def _round_up(value: int, multiple: int) -> int:
 
 def _round_down(value: int, multiple: int) -> int:
     return value // multiple * multiple
-
-
-def has_global_statistics(model: nn.Module) -> bool:
-    """True when some layer sees the whole image: global pooling or per-image normalisation."""
-    for module in model.modules():
-        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            size = module.output_size
-            if size in (1, (1, 1)):
-                return True
-        if isinstance(module, nn.modules.instancenorm._InstanceNorm) and not module.track_running_stats:
-            return True
-        if type(module).__name__ == "InstanceNorm":  # HINet's own instance norm (no running stats)
-            return True
-    return False
 
 
 def measure_receptive_radius(
@@ -114,7 +100,8 @@ def receptive_radius(backend: Backend) -> int | None:
         return _radius_cache[key]
     except (KeyError, TypeError):
         pass
-    if model is not None and has_global_statistics(model):
+    # the family says whether some layer sees the whole image (RestorationModel.global_statistics)
+    if model is not None and getattr(model, "global_statistics", False):
         radius: int | None = None
     else:
         radius = measure_receptive_radius(backend, backend.in_channels, backend.scale, backend.alignment, backend.device)

@@ -407,25 +407,27 @@ def _load_init(net: nn.Module, path: str, family: str) -> None:
 
 @torch.no_grad()
 def evaluate_set(
-    net: nn.Module, dataset: PairedFolder | DegradedFolder, convention: MetricConvention, scale: int,
+    model: RestorationModel, dataset: PairedFolder | DegradedFolder, convention: MetricConvention, scale: int,
     device: torch.device, amp_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Mean PSNR/SSIM over a validation set (whole images, batch 1), clamped to [0, 1] as the papers do."""
+    """Mean PSNR/SSIM over a validation set (whole images, batch 1), clamped to [0, 1] as the papers do.
+
+    ``model`` pads, runs and crops as ``restorekit eval`` and ``restorekit restore`` do, so whole
+    validation images of any size get the pixels those commands would give.
+    """
     from ..metrics import measure
 
-    was_training = net.training
-    net.eval()
+    was_training = model.training
+    model.eval()
     totals: dict[str, float] = {}
     for index in range(len(dataset)):
         lq, gt = dataset[SampleKey(0, index, index)]
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            out = net(lq[None].to(device))
-        if isinstance(out, (list, tuple)):
-            out = out[-1]
+            out = model(lq[None].to(device))
         pred = out.float().clamp(0, 1).cpu()
         for key, value in measure(pred, gt[None], convention, scale).items():
             totals[key] = totals.get(key, 0.0) + float(value)
-    net.train(was_training)
+    model.train(was_training)
     return {key: value / len(dataset) for key, value in totals.items()}
 
 
@@ -442,7 +444,8 @@ def _validate_and_keep_best(
     metrics: dict[str, float] = {}
     if info.is_main:
         eval_net = ema.net if ema is not None else model.net
-        metrics = evaluate_set(eval_net, val_set, convention, model.scale, device, amp_dtype)
+        eval_model = RestorationModel(eval_net, model.family, model.config)
+        metrics = evaluate_set(eval_model, val_set, convention, model.scale, device, amp_dtype)
         history.append({"step": float(step), **{f"val_{k}": v for k, v in metrics.items()}})
         score = metrics.get(cfg.val.metric)
         _log({"step": step, **{f"val_{k}": v for k, v in metrics.items()}}, None, writer, log_file)
