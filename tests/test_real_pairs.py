@@ -35,7 +35,7 @@ def _pair_folder(root: Path, count: int = 3, size: int = 32, sigma: float = 8.0)
 def test_pair_in_folder_matches_polyu_and_sidd_names(tmp_path: Path) -> None:
     root = _pair_folder(tmp_path / "polyu")
     pairs = pair_in_folder(root)
-    assert [(a.name, b.name) for a, b in pairs][0] == ("Cam_0_3200_scene_real.png", "Cam_0_3200_scene_mean.png")
+    assert (pairs[0][0].name, pairs[0][1].name) == ("Cam_0_3200_scene_real.png", "Cam_0_3200_scene_mean.png")
     assert len(pairs) == 3
     sidd = tmp_path / "sidd"
     _write(sidd / "0001_NOISY_SRGB_010.PNG", np.zeros((8, 8, 3), np.uint8))
@@ -96,3 +96,26 @@ def test_eval_pairs_scores_inputs_and_models(tmp_path: Path, capsys: pytest.Capt
     assert "noisy/clean pairs" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="--pairs"):
         evaluate("input", root, paired=True, degrade="awgn:5")
+
+
+def test_default_denoiser_removes_real_camera_noise(shared_data: Path, device: torch.device) -> None:
+    """The shipped default on a real pair of a camera body it never saw, the SIDD-style demo and a clean photo."""
+    from restorekit.conventions import RESTORATION_RGB
+    from restorekit.evaluate import read_image
+    from restorekit.metrics import psnr
+    from restorekit.model import load
+
+    model = load("restorekit-denoise", device=device)
+
+    def run(image: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(image[None].to(device)).clamp(0, 1).cpu()
+
+    noisy, clean = pair_in_folder(shared_data / "real" / "PolyU_Canon600D")[0]
+    x, y = read_image(noisy)[:, :256, :256], read_image(clean)[:, :256, :256]
+    assert psnr(run(x), y[None], RESTORATION_RGB) > psnr(x[None], y[None], RESTORATION_RGB) + 1.0
+    demo = shared_data / "demo" / "nafnet"
+    reference = read_image(demo / "denoise_img.png")[None]
+    assert psnr(run(read_image(demo / "noisy.png")), reference, RESTORATION_RGB) > 28.0  # the input is 19.1 dB
+    photo = read_image(shared_data / "denoise" / "Kodak24" / "kodim03.png")[:, :192, :192]
+    assert psnr(run(photo), photo[None], RESTORATION_RGB) > 38.0  # a clean photo is left alone
