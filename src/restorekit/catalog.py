@@ -65,14 +65,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'name':22} {'task':8} {'x':>2} {'params':>12} {'GMACs':>8} {'input':>8} {'local':5} license"
+    width = max([len("name"), *(len(row["name"]) for row in rows)])
+    header = f"{'name':{width}} {'task':8} {'x':>2} {'params':>12} {'GMACs':>8} {'input':>8} {'local':5} license"
     print(header)
     print("-" * len(header))
     for row in rows:
         macs = f"{row['macs'] / 1e9:8.2f}" if "macs" in row else f"{'-':>8}"
         local = "yes" if row["available"] else "no"
         print(
-            f"{row['name']:22} {row['task']:8} {row['scale']:>2} {row['params']:>12,} {macs} {row['macs_input']:>8} "
+            f"{row['name']:{width}} {row['task']:8} {row['scale']:>2} {row['params']:>12,} {macs} {row['macs_input']:>8} "
             f"{local:5} {row['license']}"
         )
     print("GMACs: one forward pass at the input size shown (SR: the input that gives a 1280x720 output).")

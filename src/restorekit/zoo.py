@@ -107,7 +107,7 @@ _PRESETS: list[Preset] = [
     # --- restorekit's own weights, embedded in the package (src/restorekit/weights/<name>.md: model cards) ---
     Preset("restorekit-denoise", "nafnet", "restorekit_denoise", "denoise",
            "small NAFNet for real photos: camera noise (ISO, demosaicing, JPEG) and Gaussian noise", RESTORATION_RGB,
-           "restorekit-denoise.safetensors", license="MIT code; weights for non-commercial research (PolyU data)",
+           "restorekit-denoise.safetensors", license="PolyU data terms",
            non_commercial=True, source="trained by restorekit"),
     Preset("restorekit-denoise-gaussian", "nafnet", "restorekit_denoise", "denoise",
            "small NAFNet, blind colour Gaussian denoising (sigma 0-50)", RESTORATION_RGB,
