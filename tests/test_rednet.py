@@ -364,3 +364,13 @@ def test_restorekit_rednet_training_set_mixes_noise_and_down_up(shared_data: Pat
             assert float(((lq * 255) - (lq * 255).round()).abs().mean()) > 0.1
             assert float(residual.std()) < float(gt.std())
     assert set(kinds) == {0, 1}
+
+
+def test_onnx_backend_refuses_a_pre_upsampled_model() -> None:
+    from restorekit.errors import RestorekitError
+    from restorekit.restore_cli import make_backend
+
+    sr = PreUpsampled(build_model("rednet", rednet.Config(depth=6, width=8)).eval(), 2)
+    with pytest.raises(RestorekitError, match="pre-upsampling"):
+        make_backend(sr, "onnx")
+    assert make_backend(sr, "torch") is not None

@@ -127,6 +127,11 @@ def make_backend(model: RestorationModel, backend: str = "torch", precision: str
 
     if precision == "bf16":
         raise RestorekitError("--backend onnx supports fp32 and fp16, not bf16")
+    from .model import PreUpsampled
+
+    if isinstance(model, PreUpsampled):  # the export holds the scale-1 network, not the bicubic upscale before it
+        raise RestorekitError(f"--backend onnx cannot run {model.name} with --scale (pre-upsampling); use the "
+                              "torch backend, or upscale first and restore at scale 1")
     folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="restorekit-onnx-"))
     path = export_onnx(model, folder / f"{model.name}.onnx", precision=precision)
     device = model.device if model.device.type == "cuda" else "cpu"
