@@ -163,3 +163,15 @@ def test_closed_pipe_is_not_a_traceback() -> None:
     )
     assert result.stdout.startswith("[")
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_only_short_lived_network_verbs_retain_freed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from restorekit import cli, runtime
+
+    calls: list[bool] = []
+    monkeypatch.setattr(runtime, "retain_freed_memory", lambda: calls.append(True) or True)
+    assert "ui" not in cli.RETAIN_MEMORY_VERBS and "restore" in cli.RETAIN_MEMORY_VERBS
+    assert cli.main(["models", "--task", "sr"]) == 0
+    assert calls == []  # listing models leaves the allocator alone
+    assert cli.main(["export", "no-such-model", "out.onnx"]) == 2
+    assert calls == [True]

@@ -511,3 +511,15 @@ def test_run_names_cannot_leave_out_dir(sr_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a plain folder name"):
         train(escaped)
     assert not (tmp_path / "escaped").exists()
+
+
+def test_training_leaves_global_torch_switches_as_it_found_them(sr_data: Path, tmp_path: Path) -> None:
+    """A deterministic run switches cuDNN autotuning off and deterministic algorithms on while it trains."""
+    before = torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled()
+    torch.backends.cudnn.benchmark = True
+    try:
+        train(config_from_dict(tiny_config(sr_data, tmp_path, train={"total_steps": 1})))
+        assert torch.backends.cudnn.benchmark is True
+        assert torch.are_deterministic_algorithms_enabled() is before[1]
+    finally:
+        torch.backends.cudnn.benchmark = before[0]

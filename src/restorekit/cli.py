@@ -34,6 +34,11 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+# Verbs that run networks for a while and then exit: keeping freed memory mapped makes their large
+# activations cheap to reuse (runtime.py). Not the UI: a long-lived server must give memory back.
+RETAIN_MEMORY_VERBS = frozenset({"restore", "eval", "bench", "export", "train", "compress"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -61,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     verb_parser = argparse.ArgumentParser(prog=f"restorekit {verb}", description=help_text)
     module.add_arguments(verb_parser)
     args = verb_parser.parse_args(argv[1:])
-    from .runtime import retain_freed_memory
+    if verb in RETAIN_MEMORY_VERBS:
+        from .runtime import retain_freed_memory
 
-    retain_freed_memory()  # a command's large tensors reuse freed memory instead of page-faulting it in again
+        retain_freed_memory()  # a command's large tensors reuse freed memory instead of page-faulting it in again
     try:
         return int(module.run(args) or 0)
     except RestorekitError as exc:

@@ -67,6 +67,7 @@ def train(config: RunConfig | str | Path, resume: bool = False, overrides: tuple
         torch.cuda.set_device(device)
     created = distributed.init(info, device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_cudnn_benchmark = torch.backends.cudnn.benchmark
     run_dir = Path(cfg.train.out_dir) / cfg.name  # cfg.name is a plain folder name (config RULES)
     try:
         with RunLock(run_dir) if info.is_main else contextlib.nullcontext():
@@ -80,7 +81,9 @@ def train(config: RunConfig | str | Path, resume: bool = False, overrides: tuple
             ) from None
         raise
     finally:
-        torch.use_deterministic_algorithms(was_deterministic)  # do not leak a global switch into the caller
+        # do not leak global switches into the caller (a notebook that trains, then benchmarks)
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.backends.cudnn.benchmark = was_cudnn_benchmark
         distributed.shutdown(created)
 
 
