@@ -205,3 +205,22 @@ def test_out_of_memory_stops_when_halving_cannot_shrink_the_tiles(monkeypatch: p
     with pytest.raises(RestorekitError, match="out of memory"):
         restore_planes(pixels, None, backend, RestoreOptions())
     assert calls["n"] == 1  # 600 px halved is below the 451 px minimum tile: no pointless retry
+
+
+def test_tiling_measurements_follow_in_place_conversions() -> None:
+    """The radius cache notices an in-place TLC conversion (pooling layers swapped) of the same model object."""
+    from restorekit.archs import nafnet
+    from restorekit.inference import TorchBackend
+    from restorekit.inference.tiling import activation_bytes_per_pixel, receptive_radius
+    from restorekit.model import build_model
+    from restorekit.tlc import convert_to_local
+
+    model = build_model("nafnet", nafnet.Config(width=8, enc_blk_nums=(1,), middle_blk_num=1, dec_blk_nums=(1,))).eval()
+    backend = TorchBackend(model, "fp32")
+    assert receptive_radius(backend) is None  # global average pooling: unbounded
+    before = activation_bytes_per_pixel(model.net, 3, model.alignment, torch.device("cpu"))
+    convert_to_local(model.net, train_size=(32, 32))
+    radius = receptive_radius(backend)
+    assert radius is not None and radius > 0  # measured again after the conversion, not the cached None
+    assert receptive_radius(backend) == radius  # and cached from then on
+    assert activation_bytes_per_pixel(model.net, 3, model.alignment, torch.device("cpu")) == pytest.approx(before)

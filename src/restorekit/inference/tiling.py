@@ -41,8 +41,19 @@ DEFAULT_OVERLAP_UNBOUNDED = 64  # global-statistics models: enough to hide zero-
 MAX_PROBE_WIDTH = 2048
 INFLUENCE_THRESHOLD = 1e-6  # an output change below this is float rounding, not influence
 SMALL_IMAGE_PIXELS = 256 * 256  # any model fits this in one piece: no memory probe needed
-_radius_cache: weakref.WeakKeyDictionary[object, int | None] = weakref.WeakKeyDictionary()
-_bytes_cache: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDictionary()
+# Measured once per model, each entry stored with the model's signature (layer types, dtype, device), so
+# converting a model in place afterwards (TLC swaps its pooling layers, .half() its dtype) measures again.
+_radius_cache: weakref.WeakKeyDictionary[object, tuple[tuple[object, ...], int | None]] = weakref.WeakKeyDictionary()
+_bytes_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], float]] = weakref.WeakKeyDictionary()
+
+
+def _signature(model: object) -> tuple[object, ...]:
+    """What a measurement depends on besides the weights' values."""
+    if not isinstance(model, nn.Module):
+        return ()
+    first = next(model.parameters(), None)
+    where = (first.dtype, first.device) if first is not None else ()
+    return (*where, tuple(type(m) for m in model.modules()))
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -96,8 +107,11 @@ def receptive_radius(backend: Backend) -> int | None:
     """The backend's receptive radius in input pixels (cached), or None when unbounded."""
     model = getattr(backend, "model", None)
     key = model if model is not None else backend
+    signature = _signature(model)
     try:
-        return _radius_cache[key]
+        cached_signature, cached = _radius_cache[key]
+        if cached_signature == signature:
+            return cached
     except (KeyError, TypeError):
         pass
     # the family says whether some layer sees the whole image (RestorationModel.global_statistics)
@@ -106,7 +120,7 @@ def receptive_radius(backend: Backend) -> int | None:
     else:
         radius = measure_receptive_radius(backend, backend.in_channels, backend.scale, backend.alignment, backend.device)
     try:
-        _radius_cache[key] = radius
+        _radius_cache[key] = (signature, radius)
     except TypeError:
         pass
     return radius
@@ -126,10 +140,10 @@ def activation_bytes_per_pixel(model: nn.Module, in_channels: int, alignment: in
     Hooks record the largest output of any leaf layer; peak memory is taken as 6 such tensors
     (a layer's input and output, skip connections held by the U-Nets, allocator slack).
     """
-    try:
-        return _bytes_cache[model]
-    except KeyError:
-        pass
+    signature = _signature(model)
+    cached = _bytes_cache.get(model)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
     size = _round_up(max(32, 2 * alignment), alignment)
     largest = 0
 
@@ -145,8 +159,9 @@ def activation_bytes_per_pixel(model: nn.Module, in_channels: int, alignment: in
     finally:
         for handle in handles:
             handle.remove()
-    _bytes_cache[model] = 6.0 * largest / (size * size)
-    return _bytes_cache[model]
+    per_pixel = 6.0 * largest / (size * size)
+    _bytes_cache[model] = (signature, per_pixel)
+    return per_pixel
 
 
 def auto_tile_size(
