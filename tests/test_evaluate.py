@@ -232,3 +232,37 @@ def test_unknown_model_name_is_not_a_missing_weights_file(tmp_path: Path, capsys
     assert code == 2
     err = capsys.readouterr().err
     assert "nosuch-model: neither a preset name" in err and "restorekit models" in err
+
+
+def test_sixteen_bit_colour_keeps_its_levels_in_eval_and_training(tmp_path: Path) -> None:
+    # both readers go through restorekit.imageio: a 48-bit PNG is not cut to 8 bits (256 levels)
+    from restorekit.data.datasets import read_image as read_training
+    from restorekit.imageio import encode_png16
+
+    ramp = np.arange(64 * 64 * 3, dtype=np.uint16).reshape(64, 64, 3) * 5 + 7  # 12288 distinct 16-bit values
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "ramp.png").write_bytes(encode_png16(ramp))
+    want = torch.from_numpy(ramp.astype(np.float32) / np.float32(65535)).permute(2, 0, 1)
+    for got in (read_image(tmp_path / "gt" / "ramp.png"), read_training(tmp_path / "gt" / "ramp.png", 3)):
+        assert got.dtype == torch.float32 and torch.equal(got, want)
+        assert len(torch.unique(got)) > 256
+    # through evaluate too (float convention): an input one 16-bit step away from the truth measures
+    # 20 log10(65535) = 96.3 dB; cut to 8 bits, the two files would mostly read the same
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ramp.png").write_bytes(encode_png16(ramp + 1))
+    result = evaluate(_Identity(3), tmp_path / "gt", lr_dir=tmp_path / "in", convention=MetricConvention(uint8=False))
+    assert result.images[0].psnr == pytest.approx(20 * math.log10(65535), abs=0.05)
+
+
+def test_eval_and_training_refuse_what_restore_refuses_by_name(tmp_path: Path) -> None:
+    from restorekit.data.datasets import read_image as read_training
+
+    frames = [Image.fromarray(_smooth_rgb(i)) for i in range(2)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    buffer = tmp_path / "whole.png"
+    _write(buffer, np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    (tmp_path / "cut.png").write_bytes(buffer.read_bytes()[:-400])  # IDAT ends early: Pillow would pad black
+    for name, reason in (("anim.gif", "more than one frame"), ("cut.png", "truncated")):
+        for reader in (read_image, lambda p: read_training(p, 3)):
+            with pytest.raises(ImageError, match=rf"{name}.*{reason}"):
+                reader(tmp_path / name)

@@ -298,3 +298,16 @@ def test_temp_names_are_short_and_abandoned_ones_are_cleaned(tmp_path: Path) -> 
     assert imageio.clean_stale_temp_files(tmp_path) == [dead]
     assert imageio.clean_stale_temp_files(tmp_path, recursive=True) == [old]
     assert alive.exists() and not_ours.exists()
+
+
+def test_luma_is_pillows_l_bit_for_bit_and_keeps_16_bits() -> None:
+    # the one grey rule for training data (channels=1): ITU-R 601 in Pillow's fixed point
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    rgb[0, :4] = [[255, 255, 255], [0, 0, 0], [128, 128, 128], [254, 1, 127]]
+    assert np.array_equal(imageio.luma(rgb)[..., 0], np.asarray(PILImage.fromarray(rgb).convert("L")))
+    wide = np.minimum(rgb.astype(np.int64) * 257 + rng.integers(0, 257, rgb.shape), 65535).astype(np.uint16)
+    grey = imageio.luma(wide)
+    assert grey.dtype == np.uint16 and len(np.unique(grey)) > 256
+    assert np.abs(grey.astype(np.int64) - imageio.luma(rgb).astype(np.int64) * 257).max() <= 2 * 257
+    assert imageio.to_channels(grey, 3).shape == (64, 80, 3) and imageio.to_channels(rgb, None) is rgb

@@ -30,17 +30,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from .conventions import RESTORATION_RGB, SR_Y, MetricConvention
 from .data.degrade import Degradation, imresize, parse_degradation
 from .errors import ConfigError, ImageError
+from .imageio import READABLE_SUFFIXES, read_tensor
 from .inference.runner import pick_device
 from .metrics import measure, rgb_to_y
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _GT_FOLDER_NAMES = {"hr", "gt", "target", "targets", "groundtruth", "ground_truth", "original", "clean", "sharp"}
 BICUBIC = "bicubic"  # pseudo-model name: MATLAB bicubic upscaling of the LR input
 INPUT = "input"  # pseudo-model name: the input itself (what a noisy/degraded set scores before restoration)
@@ -150,31 +148,18 @@ def _fmt_psnr(value: float) -> str:
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """Read an 8- or 16-bit image as a float (C, H, W) tensor in [0, 1]; C is 1 (grey) or 3 (RGB).
-
-    Alpha is dropped (test sets have none). Raises :class:`ImageError` naming the file.
+    """An image as a float (C, H, W) tensor in [0, 1], C 1 (grey) or 3 (RGB) as in the file, through
+    ``restorekit.imageio`` (16-bit kept; alpha dropped; broken files refused with an ``ImageError`` naming them).
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode.startswith("I;16") or im.mode == "I":
-                wide = np.asarray(im, dtype=np.float64) / 65535.0
-                return torch.from_numpy(wide.copy()).float()[None]
-            if im.mode in ("1", "L", "LA"):
-                grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-                return torch.from_numpy(grey.copy())[None]
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-            return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise ImageError(f"cannot read image {path}: {exc}") from None
+    return read_tensor(path)
 
 
 def _list_images(folder: Path, role: str) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"{role} folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
     if not files:
-        raise ConfigError(f"{role} folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ConfigError(f"{role} folder {folder} has no images ({', '.join(READABLE_SUFFIXES)})")
     return files
 
 

@@ -42,13 +42,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from .errors import ImageError, RestorekitError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MAX_PIXELS = 400_000_000  # 400 MP: well above any camera, far below a decompression bomb
 
@@ -64,7 +67,9 @@ _PIL_TO_FORMAT = {pil: name for name, (pil, _) in FORMATS.items()} | {"MPO": "jp
 # file suffix -> the output format it names (the data written always matches the name)
 SUFFIX_FORMATS: dict[str, str] = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".tif": "tiff",
                                   ".tiff": "tiff", ".bmp": "bmp"}
-READABLE_SUFFIXES = tuple(SUFFIX_FORMATS)  # what a folder input picks up; any file Pillow reads works by name
+# The one list of image suffixes: what a folder input picks up in restore, eval and training data.
+# Any file Pillow reads works when named explicitly.
+READABLE_SUFFIXES = (*SUFFIX_FORMATS, ".ppm", ".pgm")
 # Our temp files: short (a long output name still fits NAME_MAX) and tagged with the writer's pid,
 # so a later run can tell an abandoned one (its writer is gone) from one being written right now.
 TEMP_PREFIX = ".restorekit-"
@@ -410,6 +415,65 @@ def _read_16bit_colour(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     if array.shape[2] == 4:
         return np.ascontiguousarray(array[..., 2::-1]), np.ascontiguousarray(array[..., 3])
     return np.ascontiguousarray(array[..., ::-1]), None
+
+
+# ITU-R BT.601 luma weights in 1/65536 units: Pillow's own ``convert("L")`` fixed point, so the luma of an
+# 8-bit image is bit-identical to Pillow's; the same integer rule applies to 16-bit pixels at 16 bits.
+_LUMA_WEIGHTS = (19595, 38470, 7471)
+
+
+def luma(pixels: np.ndarray) -> np.ndarray:
+    """``H x W x 1`` ITU-R 601 luma of ``H x W x 3`` pixels, in the same dtype (full range, rounded).
+
+    Integers: ``(19595 R + 38470 G + 7471 B + 32768) >> 16``, exactly Pillow's ``L`` for uint8.
+    Floats: the same weights, unrounded. (The metrics' MATLAB Y on 16-235 is a different thing:
+    ``restorekit.metrics.rgb_to_y``.)
+    """
+    if pixels.shape[-1] != 3:
+        raise ImageError(f"luma needs 3 channels, got {pixels.shape[-1]}")
+    if pixels.dtype.kind == "f":
+        weights = np.asarray(_LUMA_WEIGHTS, dtype=np.float32) / 65536.0
+        return (pixels.astype(np.float32) @ weights)[..., None]
+    wide = pixels.astype(np.int64)
+    y = (wide[..., 0] * _LUMA_WEIGHTS[0] + wide[..., 1] * _LUMA_WEIGHTS[1] + wide[..., 2] * _LUMA_WEIGHTS[2]
+         + 0x8000) >> 16
+    return y.astype(pixels.dtype)[..., None]
+
+
+def to_channels(pixels: np.ndarray, channels: int | None) -> np.ndarray:
+    """The one grey/RGB rule: ``None`` keeps the file's (1 or 3), 3 repeats grey, 1 takes the ``luma``."""
+    have = pixels.shape[-1]
+    if channels is None or channels == have:
+        return pixels
+    if channels == 3 and have == 1:
+        return np.repeat(pixels, 3, axis=-1)
+    if channels == 1 and have == 3:
+        return luma(pixels)
+    raise ImageError(f"cannot make {channels} channels from {have}")
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1] from any pixel dtype: ``value / 255`` or ``value / 65535`` (float32 division,
+    so 16-bit keeps its 65536 levels), float pixels clipped to [0, 1]."""
+    if pixels.dtype.kind == "f":
+        return np.clip(pixels.astype(np.float32), 0.0, 1.0)
+    return pixels.astype(np.float32) / np.float32(max_value(pixels.dtype))
+
+
+def read_tensor(path: str | Path, channels: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """``read_image`` as a float32 ``C x H x W`` tensor in [0, 1], for evaluation and training data.
+
+    Same refusals as ``read_image`` (one-line ``ImageError`` naming the file), EXIF orientation
+    applied, 16-bit precision kept, alpha dropped; ``channels`` as in ``to_channels``. What the
+    reader noted about the file is passed on as an ``ImageWarning``.
+    """
+    import torch
+
+    image = read_image(path, max_pixels)
+    for note in image.notes:
+        warnings.warn(note, ImageWarning, stacklevel=2)
+    array = to_float(to_channels(image.pixels, channels))
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def from_pil(im: PILImage.Image) -> Image:

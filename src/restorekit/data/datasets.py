@@ -23,11 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import ConfigError, ImageError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+from ..imageio import READABLE_SUFFIXES, read_tensor
 
 
 class SampleKey(NamedTuple):
@@ -50,11 +48,11 @@ def list_images(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: image folder not found")
     files = sorted(
-        (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        (p for p in folder.rglob("*") if p.suffix.lower() in READABLE_SUFFIXES and p.is_file()),
         key=lambda p: p.relative_to(folder).as_posix(),
     )
     if not files:
-        raise ConfigError(f"{folder}: contains no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ConfigError(f"{folder}: contains no images ({', '.join(READABLE_SUFFIXES)})")
     return files
 
 
@@ -64,19 +62,11 @@ def _key(path: Path, root: Path) -> str:
 
 
 def read_image(path: Path, channels: int) -> torch.Tensor:
-    """CHW float32 in [0, 1]. ``channels`` 1 converts to grey (PIL ``L``: ITU-R 601 luma), 3 to RGB."""
-    try:
-        with Image.open(path) as img:
-            if img.mode in ("I;16", "I;16B", "I"):  # 16-bit grey: keep the precision
-                array = np.asarray(img, dtype=np.float32) / 65535.0
-                tensor = torch.from_numpy(array)[None]
-                return tensor.expand(channels, -1, -1).contiguous() if channels == 3 else tensor
-            converted = img.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(converted, dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read image ({exc})") from exc
-    tensor = torch.from_numpy(array.copy()).float().div_(255.0)
-    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    """CHW float32 in [0, 1] through ``restorekit.imageio`` (16-bit kept, broken files refused by name).
+
+    ``channels`` 1 gives the ITU-R 601 luma (``imageio.luma``: Pillow's ``L`` on 8-bit), 3 gives RGB.
+    """
+    return read_tensor(path, channels)
 
 
 _SCALE_SUFFIX = re.compile(r"(?:[_-]?x\d+)$", re.IGNORECASE)
