@@ -217,3 +217,15 @@ def test_refused_pickle_never_suggests_unsafe_loading(tmp_path: Path, capfd: pyt
     assert "weights_only=False" not in str(info.value) and "\n" not in str(info.value)
     assert "GLOBAL posix.system" in str(info.value) or "GLOBAL os.system" in str(info.value)
     assert capfd.readouterr().err == ""  # no torch warning above our line
+
+
+def test_every_family_module_exposes_the_family_surface() -> None:
+    """The typed Family protocol is only structural: check the surface each module really has."""
+    from restorekit.archs import FAMILIES, FAMILY_SURFACE
+
+    for name, family in FAMILIES.items():
+        missing = [attr for attr in FAMILY_SURFACE if not hasattr(family, attr)]
+        assert not missing, f"{name} lacks {missing}"
+        assert family.NAME == name and family.PAD_MODE in ("constant", "reflect", "replicate")
+        assert all(callable(getattr(family, f)) for f in ("build", "global_statistics", "matches", "infer_config"))
+        assert all(isinstance(config, family.Config) for config in family.PRESETS.values())

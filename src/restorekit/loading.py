@@ -21,7 +21,6 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -29,7 +28,7 @@ from safetensors import safe_open
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .archs import FAMILIES, get_family
+from .archs import FAMILIES, Family, get_family
 from .errors import ConfigError, DetectionError, RestorekitError, WeightsError
 
 StateDict = dict[str, torch.Tensor]
@@ -199,7 +198,7 @@ def check_tensors(state: StateDict, source: str = "checkpoint") -> None:
                 )
 
 
-def detect(state: StateDict, source: str = "checkpoint") -> tuple[ModuleType, Any]:
+def detect(state: StateDict, source: str = "checkpoint") -> tuple[Family, Any]:
     """Return (family module, config) for a state dict, or raise DetectionError saying what was found."""
     for family in FAMILIES.values():
         if _guarded(family.matches, state, f"{source}: {family.NAME} key test failed"):
@@ -211,7 +210,7 @@ def detect(state: StateDict, source: str = "checkpoint") -> tuple[ModuleType, An
     )
 
 
-def infer(family: ModuleType, state: StateDict, source: str = "checkpoint") -> Any:
+def infer(family: Family, state: StateDict, source: str = "checkpoint") -> Any:
     """``family.infer_config`` with any failure (a missing key, a 0-d tensor, an impossible shape)
     reported as one line naming the file."""
     return _guarded(family.infer_config, state, f"{source}: not a valid {family.NAME} state dict")
@@ -228,7 +227,7 @@ def _guarded(func: Any, state: StateDict, what: str) -> Any:
         raise DetectionError(f"{what} ({type(exc).__name__}: {one_line(exc, 120)})") from exc
 
 
-def config_from_metadata(metadata: Mapping[str, str], source: str = "checkpoint") -> tuple[ModuleType, Any] | None:
+def config_from_metadata(metadata: Mapping[str, str], source: str = "checkpoint") -> tuple[Family, Any] | None:
     """The (family, config) recorded by ``restorekit convert``, if present, type-checked field by field.
 
     Not yet trusted: :func:`check_fits` compares it with the tensors before anything is built.
@@ -255,7 +254,7 @@ def config_from_metadata(metadata: Mapping[str, str], source: str = "checkpoint"
     return family, config
 
 
-def resolve(raw: Any, metadata: Mapping[str, str], source: str = "checkpoint") -> tuple[ModuleType, Any, StateDict]:
+def resolve(raw: Any, metadata: Mapping[str, str], source: str = "checkpoint") -> tuple[Family, Any, StateDict]:
     """(family, config, checked state dict) for what :func:`read_weights` returned; the config is the
     recorded one when the file has metadata, else the one inferred from shapes, and in both cases it
     has passed :func:`check_fits`, so building it allocates no more than the file holds."""
@@ -266,7 +265,7 @@ def resolve(raw: Any, metadata: Mapping[str, str], source: str = "checkpoint") -
     return family, config, state
 
 
-def check_fits(family: ModuleType, config: Any, state: StateDict, source: str = "checkpoint") -> None:
+def check_fits(family: Family, config: Any, state: StateDict, source: str = "checkpoint") -> None:
     """Raise unless ``config`` builds a network with exactly the state dict's keys and shapes.
 
     Checked before any real allocation: every integer hyper-parameter must be no larger than the
@@ -373,7 +372,7 @@ def config_to_json(config: Any) -> str:
     return json.dumps(dataclasses.asdict(config), sort_keys=True)
 
 
-def check_expected(found_family: ModuleType, found_config: Any, family: ModuleType, config: Any, source: str) -> None:
+def check_expected(found_family: Family, found_config: Any, family: Family, config: Any, source: str) -> None:
     """Raise when a checkpoint contradicts the preset the user named."""
     if found_family is not family:
         raise DetectionError(

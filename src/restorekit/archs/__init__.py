@@ -21,12 +21,46 @@ Every family module exposes the same small surface (no base classes, no registry
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import torch
+from torch import nn
 
 from ..errors import UnknownNameError
 from . import bicubic_pp, hinet, nafnet, rednet, vapsr
+from .layers import PadMode
 
-FAMILIES: dict[str, ModuleType] = {
+
+class Family(Protocol):
+    """The surface every family module exposes (see the module docstring); a module satisfies it
+    structurally, so type checkers see ``family.build`` instead of an untyped ``ModuleType``."""
+
+    # read-only (properties), so a module's more specific types (dict[str, vapsr.Config]) still fit
+    @property
+    def NAME(self) -> str: ...
+
+    @property
+    def PAD_MODE(self) -> PadMode: ...
+
+    @property
+    def PRESETS(self) -> Mapping[str, Any]: ...
+
+    @property
+    def Config(self) -> type: ...
+
+    def build(self, config: Any) -> nn.Module: ...
+
+    def global_statistics(self, net: nn.Module) -> bool: ...
+
+    def matches(self, state_dict: dict[str, torch.Tensor]) -> bool: ...
+
+    def infer_config(self, state_dict: dict[str, torch.Tensor]) -> Any: ...
+
+
+FAMILY_SURFACE = ("NAME", "PAD_MODE", "PRESETS", "Config", "build", "global_statistics", "matches", "infer_config")
+
+FAMILIES: dict[str, Family] = {
     hinet.NAME: hinet,
     nafnet.NAME: nafnet,
     vapsr.NAME: vapsr,
@@ -35,7 +69,7 @@ FAMILIES: dict[str, ModuleType] = {
 }
 
 
-def get_family(name: str) -> ModuleType:
+def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
