@@ -523,3 +523,19 @@ def test_training_leaves_global_torch_switches_as_it_found_them(sr_data: Path, t
         assert torch.are_deterministic_algorithms_enabled() is before[1]
     finally:
         torch.backends.cudnn.benchmark = before[0]
+
+
+def test_run_outputs_get_normal_permissions_not_mkstemps_0600(sr_data: Path, tmp_path: Path) -> None:
+    """Weights, checkpoints, metrics and the resolved config go through the one atomic writer, which gives
+    them what a plain open() would (0666 & ~umask); mkstemp's 0600 used to leak into final.safetensors."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        result = train(config_from_dict(tiny_config(sr_data, tmp_path, train={"total_steps": 2})))
+    finally:
+        os.umask(old)
+    for path in (result.weights, result.last_checkpoint, result.run_dir / "metrics.json", result.run_dir / "config.yml"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert not list(result.run_dir.glob("*.part"))

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import write_text_atomic
 from .errors import RestorekitError
 
 if TYPE_CHECKING:
@@ -404,6 +405,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+        write_text_atomic(json.dumps([asdict(r) for r in results], indent=2) + "\n", args.json)
         print(f"wrote {args.json}")
     return 0

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import atomic_path
 from .errors import DiskFullError, RestorekitError, is_disk_full
 
 if TYPE_CHECKING:
@@ -34,18 +33,14 @@ def save_safetensors(model: RestorationModel, destination: str | Path, extra: di
         metadata["preset"] = model.preset.name
     metadata.update(extra or {})
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.net.state_dict().items()}
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
-    os.close(handle)
     try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, destination)
+        # named after the destination, so a run folder's stale-temp cleaner recognises a leftover
+        with atomic_path(destination, prefix=destination.name + ".") as temp:
+            save_file(tensors, str(temp), metadata=metadata)
     except Exception as exc:
         if is_disk_full(exc):  # safetensors keeps only the OS message: "No space left on device (os error 28)"
             raise DiskFullError(f"{destination}: disk full (ENOSPC) while writing the weights") from None
         raise
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return destination
 
 

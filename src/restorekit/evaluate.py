@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -488,25 +486,7 @@ def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def write_json_atomic(document: dict[str, Any], path: str | Path) -> Path:
-    """Write JSON next to ``path`` under a temporary name, then rename: readers never see half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, allow_nan=True)
-            handle.write("\n")
-        # mkstemp creates 0600; a results file should get what open() would give it (0666 & ~umask)
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    """Write JSON through the one atomic writer: readers never see half a file."""
+    from .atomic import write_text_atomic
 
-
-def _current_umask() -> int:
-    # the only portable way to read the umask is to set it and put it back
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    return write_text_atomic(json.dumps(document, indent=2, allow_nan=True) + "\n", path)

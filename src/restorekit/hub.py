@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_path
 from .errors import WeightsError
 from .zoo import Preset
 
@@ -184,22 +183,19 @@ def download_file(url: str, destination: Path, sha256: str | None) -> Path:
 
     from tqdm import tqdm
 
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
-    tmp = Path(tmp_name)
     host = urllib.parse.urlsplit(url).hostname or url
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {destination.name}") as bar:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        if sha256 is not None:
-            actual = sha256_of(tmp)
-            if actual != sha256:
-                raise DownloadError(f"{url}: sha256 mismatch (got {actual}, expected {sha256}); file discarded")
-        shutil.move(str(tmp), destination)
+        with atomic_path(destination, prefix=destination.name + ".") as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {destination.name}") as bar:
+                    for chunk in iter(lambda: response.read(1 << 20), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            if sha256 is not None:  # checked before the file gets its final name; a mismatch discards it
+                actual = sha256_of(tmp)
+                if actual != sha256:
+                    raise DownloadError(f"{url}: sha256 mismatch (got {actual}, expected {sha256}); file discarded")
     except urllib.error.HTTPError as exc:  # the server answered: not an offline problem
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
@@ -213,6 +209,4 @@ def download_file(url: str, destination: Path, sha256: str | None) -> Path:
         raise DownloadError(f"offline (the connection to {host} failed: {exc})", offline=True) from exc
     except OSError as exc:
         raise DownloadError(f"{url}: download failed ({exc})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return destination

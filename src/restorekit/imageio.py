@@ -48,6 +48,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from .atomic import TEMP_PREFIX, TEMP_SUFFIX, write_bytes_atomic
 from .errors import ImageError, RestorekitError
 
 if TYPE_CHECKING:
@@ -72,8 +73,6 @@ SUFFIX_FORMATS: dict[str, str] = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", 
 READABLE_SUFFIXES = (*SUFFIX_FORMATS, ".ppm", ".pgm")
 # Our temp files: short (a long output name still fits NAME_MAX) and tagged with the writer's pid,
 # so a later run can tell an abandoned one (its writer is gone) from one being written right now.
-TEMP_PREFIX = ".restorekit-"
-TEMP_SUFFIX = ".part"
 STALE_TEMP_SECONDS = 24 * 3600  # past this age a temp file is abandoned whatever its pid says (other hosts)
 _ALPHA_FORMATS = {"png", "webp", "tiff"}
 _EXIF_FORMATS = {"png", "jpg", "webp", "tiff"}
@@ -658,35 +657,6 @@ def encode_png16(planes: np.ndarray, icc_profile: bytes | None = None, exif: byt
     parts.append(chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)))
     parts.append(chunk(b"IEND", b""))
     return b"".join(parts)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(data: bytes, destination: str | Path) -> Path:
-    """Write ``data`` to a temp file beside ``destination`` then rename it; nothing partial is left.
-
-    The temp name is short (``.restorekit-<pid>-<random>.part``) whatever the destination's name,
-    and ``clean_stale_temp_files`` removes the ones a killed process left behind.
-    """
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f"{TEMP_PREFIX}{os.getpid()}-",
-                                        suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get normal permissions
-        os.replace(tmp_name, destination)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return destination
 
 
 def ensure_writable_folder(folder: str | Path) -> Path:

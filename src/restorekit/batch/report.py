@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_bytes_atomic
 from ..errors import RestorekitError
-from ..imageio import write_bytes_atomic
 
 FORMAT = "restorekit-restore-report"
 VERSION = 1

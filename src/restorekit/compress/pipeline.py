@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..archs import bicubic_pp
+from ..atomic import write_text_atomic
 from ..conventions import SR_Y
 from ..errors import ConfigError
 from ..model import RestorationModel, load
@@ -185,7 +186,7 @@ def run_pipeline(config: CompressConfig, resume: bool = False) -> dict[str, Any]
             "weights": str(weights), "psnr_y": evaluate(net, config.eval, net.config.scale, device),
         }
         report["stages"].append(entry)
-        report_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        write_text_atomic(json.dumps(report, indent=2), report_path)
         print(json.dumps(entry), flush=True)
 
     init: str | None = None
@@ -212,5 +213,5 @@ def run_pipeline(config: CompressConfig, resume: bool = False) -> dict[str, Any]
             record("bias removed (no finetune)", free, Path(init), 0, 0.0)
         else:
             report["weights"] = str(final)
-            report_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+            write_text_atomic(json.dumps(report, indent=2), report_path)
     return report

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from ..errors import DiskFullError, WeightsError, is_disk_full
 
 DIGEST_MEMBER = "restorekit.sha256"
@@ -75,28 +76,22 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, keep_previous: bool
     :class:`~restorekit.errors.DiskFullError` in one line; the previous checkpoint is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(handle)
     try:
-        # A file object, not a path: torch's own writer turns ENOSPC into an errno-less RuntimeError.
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-        with zipfile.ZipFile(tmp, "a") as archive:
-            # torch reads only members inside the archive's one top folder (``<stem>/data.pkl``)
-            top = archive.namelist()[0].split("/")[0]
-            archive.writestr(f"{top}/{DIGEST_MEMBER}", _digest(archive))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        if keep_previous and path.is_file():
-            _keep(path, previous_path(path))
-        os.replace(tmp, path)
+        # named after the destination, so the run folder's stale-temp cleaner (rundir.py) recognises it
+        with atomic_path(path, prefix=path.name + ".") as tmp:
+            # A file object, not a path: torch's own writer turns ENOSPC into an errno-less RuntimeError.
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                # torch reads only members inside the archive's one top folder (``<stem>/data.pkl``)
+                top = archive.namelist()[0].split("/")[0]
+                archive.writestr(f"{top}/{DIGEST_MEMBER}", _digest(archive))
+            if keep_previous and path.is_file():
+                _keep(path, previous_path(path))
     except Exception as exc:
         if is_disk_full(exc):
             raise DiskFullError(f"{path}: disk full (ENOSPC) while writing the checkpoint; the previous one is kept") from None
         raise
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -542,7 +542,9 @@ def to_dict(config: RunConfig) -> dict[str, Any]:
 
 
 def dump_config(config: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+    from ..atomic import write_text_atomic
+
+    write_text_atomic(yaml.safe_dump(to_dict(config), sort_keys=False), path)
 
 
 def _plain(value: Any) -> Any:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .. import conventions
+from ..atomic import write_text_atomic
 from ..conventions import MetricConvention
 from ..data.build import make_dataset, make_train_set
 from ..data.datasets import DegradedFolder, EpochBatchSampler, PairedFolder, SampleKey
@@ -286,7 +287,7 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
     if info.is_main:
         save_checkpoint(checkpoint_state(), last_path, keep_previous=True)
         _export(ema.net if ema is not None else model.net, cfg, arch, weights, step)
-        (run_dir / "metrics.json").write_text(json.dumps({"step": step, **metrics}, indent=2), encoding="utf-8")
+        write_text_atomic(json.dumps({"step": step, **metrics}, indent=2), run_dir / "metrics.json")
         if cfg.train.plot:
             _plot_curves(history, run_dir / "curves.png")
         if writer is not None:
