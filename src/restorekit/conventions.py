@@ -37,3 +37,12 @@ RESTORATION_RGB = MetricConvention(y_channel=False, crop_border=0, uint8=True, s
 SIDD_FLOAT = MetricConvention(y_channel=False, crop_border=0, uint8=False, ssim="3d")
 DERAIN_Y = MetricConvention(y_channel=True, crop_border=0, uint8=True, ssim="2d")
 GRAY = MetricConvention(y_channel=True, crop_border=0, uint8=True, ssim="2d")
+
+# The conventions by name: what a training run's ``val.convention`` may say.
+BY_NAME: dict[str, MetricConvention] = {
+    "sr_y": SR_Y,
+    "restoration_rgb": RESTORATION_RGB,
+    "sidd_float": SIDD_FLOAT,
+    "derain_y": DERAIN_Y,
+    "gray": GRAY,
+}

@@ -490,3 +490,29 @@ def write_json_atomic(document: dict[str, Any], path: str | Path) -> Path:
     from .atomic import write_text_atomic
 
     return write_text_atomic(json.dumps(document, indent=2, allow_nan=True) + "\n", path)
+
+
+@torch.no_grad()
+def evaluate_set(
+    model: Any, dataset: Any, convention: MetricConvention, scale: int,
+    device: torch.device, amp_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Mean PSNR/SSIM of ``model`` over an in-memory set of (input, ground truth) pairs: training
+    validation and the Bicubic++ pipeline's stage scores. Whole images, batch 1, clamped to [0, 1] and
+    measured by :func:`restorekit.metrics.measure` under ``convention``, as :func:`evaluate` does for
+    files, so a validation PSNR and an ``eval`` PSNR of the same weights on the same images agree.
+    """
+    from .data.datasets import SampleKey
+
+    was_training = model.training
+    model.eval()
+    totals: dict[str, float] = {}
+    for index in range(len(dataset)):
+        lq, gt = dataset[SampleKey(0, index, index)]
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out = model(lq[None].to(device))
+        pred = out.float().clamp(0, 1).cpu()
+        for key, value in measure(pred, gt[None], convention, scale).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    model.train(was_training)
+    return {key: value / len(dataset) for key, value in totals.items()}

@@ -144,8 +144,8 @@ def _stage_recipe(config: CompressConfig, stage: str, init: str | None) -> dict[
 def evaluate(net: nn.Module, sets: tuple[EvalSet, ...], scale: int, device: torch.device) -> dict[str, float]:
     """Mean PSNR (Y, border = scale) per eval set."""
     from ..data.build import make_dataset
+    from ..evaluate import evaluate_set
     from ..train.config import DatasetSection
-    from ..train.loop import evaluate_set
 
     model = RestorationModel(net, bicubic_pp.NAME, net.config)  # type: ignore[arg-type]
     scores = {}

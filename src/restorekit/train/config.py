@@ -167,14 +167,8 @@ class RunConfig:
         return from_mapping(family.Config, merged, "model.arch")
 
 
-# Metric conventions a run may validate under (``val.convention``), by name.
-CONVENTIONS: dict[str, conventions.MetricConvention] = {
-    "sr_y": conventions.SR_Y,
-    "restoration_rgb": conventions.RESTORATION_RGB,
-    "sidd_float": conventions.SIDD_FLOAT,
-    "derain_y": conventions.DERAIN_Y,
-    "gray": conventions.GRAY,
-}
+# Metric conventions a run may validate under (``val.convention``), by name: the table lives with them.
+CONVENTIONS = conventions.BY_NAME
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ from .. import conventions
 from ..atomic import write_text_atomic
 from ..conventions import MetricConvention
 from ..data.build import make_dataset, make_train_set
-from ..data.datasets import DegradedFolder, EpochBatchSampler, PairedFolder, SampleKey
+from ..data.datasets import DegradedFolder, EpochBatchSampler, PairedFolder
 from ..errors import ConfigError, DiskFullError, RestorekitError, is_disk_full
+from ..evaluate import evaluate_set
 from ..model import RestorationModel, build_model
 from . import distributed
 from .checkpoint import CheckpointError, capture_rng, load_latest, previous_path, restore_rng, save_checkpoint
@@ -407,32 +408,6 @@ def _load_init(net: nn.Module, path: str, family: str) -> None:
 
     raw, _ = loading.read_weights(path)
     loading.load_strict(net, loading.unwrap(raw, source=path), family, source=path)
-
-
-@torch.no_grad()
-def evaluate_set(
-    model: RestorationModel, dataset: PairedFolder | DegradedFolder, convention: MetricConvention, scale: int,
-    device: torch.device, amp_dtype: torch.dtype | None = None,
-) -> dict[str, float]:
-    """Mean PSNR/SSIM over a validation set (whole images, batch 1), clamped to [0, 1] as the papers do.
-
-    ``model`` pads, runs and crops as ``restorekit eval`` and ``restorekit restore`` do, so whole
-    validation images of any size get the pixels those commands would give.
-    """
-    from ..metrics import measure
-
-    was_training = model.training
-    model.eval()
-    totals: dict[str, float] = {}
-    for index in range(len(dataset)):
-        lq, gt = dataset[SampleKey(0, index, index)]
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            out = model(lq[None].to(device))
-        pred = out.float().clamp(0, 1).cpu()
-        for key, value in measure(pred, gt[None], convention, scale).items():
-            totals[key] = totals.get(key, 0.0) + float(value)
-    model.train(was_training)
-    return {key: value / len(dataset) for key, value in totals.items()}
 
 
 def _validate_and_keep_best(
