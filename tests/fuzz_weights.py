@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import save_file
 
 from restorekit.archs import bicubic_pp, hinet, nafnet, rednet, vapsr
-from restorekit.convert import save_safetensors
+from restorekit.loading import save_safetensors
 from restorekit.model import RestorationModel, build_model
 
 Outcome = Literal["ok", "refused", "either"]

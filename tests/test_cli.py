@@ -11,7 +11,7 @@ import torch
 import restorekit
 from restorekit.archs import bicubic_pp
 from restorekit.cli import VERBS, main
-from restorekit.convert import save_safetensors
+from restorekit.loading import save_safetensors
 from restorekit.model import build_model
 
 

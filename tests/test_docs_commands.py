@@ -157,7 +157,7 @@ def _tiny_denoiser() -> torch.nn.Module:
 
 def make_reader_files(folder: Path) -> None:
     """Create :data:`READER_FILES` in ``folder``."""
-    from restorekit.convert import save_safetensors
+    from restorekit.loading import save_safetensors
 
     for i, name in enumerate(("photo.jpg", "photo.png", "in.png", "noisy.png")):
         _photo(folder / name, 64, 48, i)

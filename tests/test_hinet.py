@@ -16,8 +16,8 @@ import restorekit
 from restorekit import loading
 from restorekit.archs import FAMILIES, hinet
 from restorekit.complexity import count_params
-from restorekit.convert import save_safetensors
 from restorekit.errors import ConfigError, DetectionError
+from restorekit.loading import save_safetensors
 from restorekit.model import build_model
 
 TINY = hinet.Config(width=4, depth=3, hin_left=0, hin_right=2)

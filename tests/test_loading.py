@@ -12,8 +12,8 @@ import restorekit
 from restorekit import loading
 from restorekit.archs import bicubic_pp, vapsr
 from restorekit.complexity import count_params
-from restorekit.convert import save_safetensors
 from restorekit.errors import DetectionError, WeightsError
+from restorekit.loading import save_safetensors
 from restorekit.model import build_model
 
 OFFICIAL = {

@@ -23,8 +23,8 @@ import restorekit
 from restorekit import loading
 from restorekit.archs import FAMILIES, nafnet
 from restorekit.complexity import count_params
-from restorekit.convert import save_safetensors
 from restorekit.errors import DetectionError
+from restorekit.loading import save_safetensors
 from restorekit.model import RestorationModel, build_model
 
 TINY = nafnet.Config(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))

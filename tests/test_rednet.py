@@ -18,11 +18,11 @@ import restorekit
 from restorekit.archs import FAMILIES, rednet
 from restorekit.cli import main
 from restorekit.complexity import count_params
-from restorekit.convert import save_safetensors
 from restorekit.data.datasets import SampleKey
 from restorekit.data.degrade import imresize
 from restorekit.errors import ConfigError, DetectionError, RestorekitError
 from restorekit.inference.pipeline import rgb_to_ycbcr
+from restorekit.loading import save_safetensors
 from restorekit.model import PreUpsampled, RestorationModel, build_model
 from restorekit.restore import at_scale, choose_preset
 

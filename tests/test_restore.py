@@ -19,9 +19,9 @@ import restorekit
 from restorekit import restore as restore_module
 from restorekit.archs import bicubic_pp, rednet, vapsr
 from restorekit.cli import main
-from restorekit.convert import save_safetensors
 from restorekit.errors import RestorekitError, WeightsError
 from restorekit.inference.pipeline import rgb_to_ycbcr, ycbcr_to_rgb
+from restorekit.loading import save_safetensors
 from restorekit.model import RestorationModel, build_model
 from restorekit.restore import DEFAULT_PRESETS, SAMPLE_IMAGE, choose_preset, restore_file
 

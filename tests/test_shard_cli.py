@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 
 from restorekit.archs import nafnet
 from restorekit.cli import main
-from restorekit.convert import save_safetensors
+from restorekit.loading import save_safetensors
 from restorekit.model import build_model
 
 SIZES = [(12, 16), (12, 16), (16, 12), (12, 16), (8, 8), (12, 16), (12, 16), (16, 12), (12, 16)]

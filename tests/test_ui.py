@@ -22,8 +22,8 @@ import torch
 
 from restorekit import build_model, hub, imageio, restore_file
 from restorekit.archs import get_family
-from restorekit.convert import save_safetensors
 from restorekit.errors import RestorekitError
+from restorekit.loading import save_safetensors
 from restorekit.ui import app, jobs
 from restorekit.ui.jobs import Options, readable_error
 from restorekit.ui.server import UIServer, is_loopback, start

@@ -25,8 +25,8 @@ import restorekit
 from restorekit import loading
 from restorekit.archs import FAMILIES, vapsr
 from restorekit.complexity import count_params
-from restorekit.convert import save_safetensors
 from restorekit.errors import ConfigError
+from restorekit.loading import save_safetensors
 from restorekit.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,42 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .atomic import atomic_path
-from .errors import DiskFullError, RestorekitError, is_disk_full
-
-if TYPE_CHECKING:
-    from .model import RestorationModel
-
-
-def save_safetensors(model: RestorationModel, destination: str | Path, extra: dict[str, str] | None = None) -> Path:
-    """Write the model's weights and metadata atomically (temp file, then rename)."""
-    from safetensors.torch import save_file
-
-    from .loading import config_to_json
-
-    destination = Path(destination)
-    metadata = {
-        "family": model.family,
-        "config": config_to_json(model.config),
-        "scale": str(model.scale),
-        "task": model.task,
-        "format": "restorekit-1",
-    }
-    if model.preset is not None:
-        metadata["preset"] = model.preset.name
-    metadata.update(extra or {})
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.net.state_dict().items()}
-    try:
-        # named after the destination, so a run folder's stale-temp cleaner recognises a leftover
-        with atomic_path(destination, prefix=destination.name + ".") as temp:
-            save_file(tensors, str(temp), metadata=metadata)
-    except Exception as exc:
-        if is_disk_full(exc):  # safetensors keeps only the OS message: "No space left on device (os error 28)"
-            raise DiskFullError(f"{destination}: disk full (ENOSPC) while writing the weights") from None
-        raise
-    return destination
+from .errors import RestorekitError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .loading import config_to_json
+    from .loading import config_to_json, save_safetensors
     from .model import load  # PyTorch: not for --help
 
     destination = Path(args.destination)

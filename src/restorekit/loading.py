@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -29,7 +29,11 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .archs import FAMILIES, Family, get_family
-from .errors import ConfigError, DetectionError, RestorekitError, WeightsError
+from .atomic import atomic_path
+from .errors import ConfigError, DetectionError, DiskFullError, RestorekitError, WeightsError, is_disk_full
+
+if TYPE_CHECKING:
+    from .model import RestorationModel
 
 StateDict = dict[str, torch.Tensor]
 
@@ -385,3 +389,31 @@ def check_expected(found_family: Family, found_config: Any, family: Family, conf
             if getattr(found_config, field.name) != getattr(config, field.name)
         ]
         raise DetectionError(f"{source}: {family.NAME} checkpoint differs from the preset: {', '.join(diffs)}")
+
+
+def save_safetensors(model: RestorationModel, destination: str | Path, extra: dict[str, str] | None = None) -> Path:
+    """Write the model's weights and the metadata that rebuilds it (family, config, scale, task) as
+    safetensors, through the one atomic writer; :func:`read_weights` and ``restorekit.load`` read it back."""
+    from safetensors.torch import save_file
+
+    destination = Path(destination)
+    metadata = {
+        "family": model.family,
+        "config": config_to_json(model.config),
+        "scale": str(model.scale),
+        "task": model.task,
+        "format": "restorekit-1",
+    }
+    if model.preset is not None:
+        metadata["preset"] = model.preset.name
+    metadata.update(extra or {})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.net.state_dict().items()}
+    try:
+        # named after the destination, so a run folder's stale-temp cleaner recognises a leftover
+        with atomic_path(destination, prefix=destination.name + ".") as temp:
+            save_file(tensors, str(temp), metadata=metadata)
+    except Exception as exc:
+        if is_disk_full(exc):  # safetensors keeps only the OS message: "No space left on device (os error 28)"
+            raise DiskFullError(f"{destination}: disk full (ENOSPC) while writing the weights") from None
+        raise
+    return destination

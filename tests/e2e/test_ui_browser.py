@@ -24,7 +24,7 @@ import pytest
 from restorekit import build_model, imageio
 from restorekit.archs import get_family
 from restorekit.cli import main as cli_main
-from restorekit.convert import save_safetensors
+from restorekit.loading import save_safetensors
 from restorekit.ui import create_server, jobs
 from restorekit.ui.server import UIServer, start
 

@@ -156,7 +156,7 @@ def evaluate(net: nn.Module, sets: tuple[EvalSet, ...], scale: int, device: torc
 
 
 def _save(net: nn.Module, path: Path, stage: str) -> Path:
-    from ..convert import save_safetensors
+    from ..loading import save_safetensors
 
     model = RestorationModel(net, bicubic_pp.NAME, net.config)  # type: ignore[arg-type]
     return save_safetensors(model, path, extra={"compress_stage": stage})

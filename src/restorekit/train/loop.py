@@ -437,7 +437,7 @@ def _validate_and_keep_best(
 
 
 def _export(net: nn.Module, cfg: RunConfig, arch: Any, path: Path, step: int) -> None:
-    from ..convert import save_safetensors
+    from ..loading import save_safetensors
 
     model = RestorationModel(net, cfg.model.family, arch)
     save_safetensors(model, path, extra={"train_run": cfg.name, "train_step": str(step)})

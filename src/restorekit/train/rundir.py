@@ -6,7 +6,7 @@
   stale by construction and is simply taken over; the file records the holder's pid and host for the
   error message. POSIX only (``fcntl``); elsewhere the lock is a no-op.
 - :func:`clean_stale_temps` removes the ``*.part`` files an interrupted checkpoint or export write left
-  (``save_checkpoint`` and ``save_safetensors`` write ``<name>.<random>.part`` and rename it); it runs
+  (``save_checkpoint`` and ``loading.save_safetensors`` write ``<name>.<random>.part`` and rename it); it runs
   only while the lock is held, so no live writer of ours can own them.
 """
 
