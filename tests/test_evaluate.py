@@ -18,7 +18,7 @@ from torch import nn
 from restorekit.cli import main
 from restorekit.conventions import MetricConvention
 from restorekit.errors import ConfigError, ImageError
-from restorekit.evaluate import evaluate, guess_dataset, pair_files, read_image
+from restorekit.evaluate import evaluate, guess_dataset, read_image
 
 
 def _write(path: Path, array: np.ndarray) -> Path:
@@ -52,12 +52,21 @@ class _Identity(nn.Module):
 
 
 def test_pairing_tolerates_scale_suffix_and_lists_unmatched(tmp_path: Path) -> None:
-    hr = [tmp_path / "baby.png", tmp_path / "bird.png", tmp_path / "head.png"]
-    lr = [tmp_path / "babyx4.png", tmp_path / "bird_x4.png", tmp_path / "head.png"]
-    pairs = pair_files(hr, lr, 4)
-    assert [(a.name, b.name) for a, b in pairs] == [("baby.png", "babyx4.png"), ("bird.png", "bird_x4.png"), ("head.png", "head.png")]
+    """eval pairs an input folder with its ground truths by the training sets' rule (datasets.pair_files)."""
+    hr_dir, lr_dir = tmp_path / "HR", tmp_path / "X4"
+    for folder in (hr_dir, lr_dir):
+        folder.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (24, 24, 3)).astype(np.uint8)
+    for name in ("baby.png", "bird.png", "head.png"):
+        Image.fromarray(pixels).save(hr_dir / name)
+    for name in ("babyx4.png", "bird_x4.png", "head.png"):
+        Image.fromarray(pixels[:6, :6]).save(lr_dir / name)
+    result = evaluate("bicubic", hr_dir, lr_dir=lr_dir, scale=4)
+    assert [image.name for image in result.images] == ["baby", "bird", "head"]
+    Image.fromarray(pixels).save(hr_dir / "woman.png")
+    Image.fromarray(pixels[:6, :6]).save(lr_dir / "zebrax4.png")
     with pytest.raises(ConfigError) as info:
-        pair_files(hr + [tmp_path / "woman.png"], lr + [tmp_path / "zebrax4.png"], 4)
+        evaluate("bicubic", hr_dir, lr_dir=lr_dir, scale=4)
     assert "woman.png" in str(info.value) and "zebrax4.png" in str(info.value)
 
 

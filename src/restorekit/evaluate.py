@@ -161,43 +161,6 @@ def _list_images(folder: Path, role: str) -> list[Path]:
     return files
 
 
-def _lr_key(stem: str, scale: int | None) -> str:
-    """``babyx4`` / ``baby_x4`` / ``baby-x4`` -> ``baby`` (benchmark LR naming); otherwise unchanged."""
-    pattern = rf"^(.+?)[_-]?x{scale}$" if scale else r"^(.+?)[_-]?x\d+$"
-    match = re.match(pattern, stem, flags=re.IGNORECASE)
-    return match.group(1) if match else stem
-
-
-def pair_files(hr_files: list[Path], lr_files: list[Path], scale: int | None) -> list[tuple[Path, Path]]:
-    """Pair ground-truth and input files by name, tolerating the ``<name>x<scale>`` LR convention.
-
-    Raises :class:`ConfigError` listing every file left without a partner.
-    """
-    lr_by_stem = {p.stem: p for p in lr_files}
-    lr_by_key: dict[str, Path] = {}
-    for p in lr_files:
-        lr_by_key.setdefault(_lr_key(p.stem, scale), p)
-    pairs: list[tuple[Path, Path]] = []
-    used: set[Path] = set()
-    missing: list[str] = []
-    for hr in hr_files:
-        lr = lr_by_stem.get(hr.stem) or lr_by_key.get(hr.stem)
-        if lr is None or lr in used:
-            missing.append(hr.name)
-            continue
-        used.add(lr)
-        pairs.append((hr, lr))
-    extra = [p.name for p in lr_files if p not in used]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"ground truth without an input: {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
-        if extra:
-            parts.append(f"inputs without a ground truth: {', '.join(extra[:20])}" + (" ..." if len(extra) > 20 else ""))
-        raise ConfigError("cannot pair the image folders by name; " + "; ".join(parts))
-    return pairs
-
-
 def guess_dataset(hr_dir: Path) -> str:
     """``.../Set5/HR`` -> ``Set5``; ``.../Set12`` -> ``Set12`` (ground-truth folder names are skipped)."""
     hr_dir = hr_dir.resolve()
@@ -438,8 +401,10 @@ def _list_pairs(hr_dir: Path, lr_path: Path | None, paired: bool, data_scale: in
 
         pairs: list[tuple[Path, Path | None]] = [(clean, noisy) for noisy, clean in pair_in_folder(hr_dir)]
     elif lr_path is not None:
-        hr_files = _list_images(hr_dir, "ground-truth")
-        pairs = list(pair_files(hr_files, _list_images(lr_path, "input"), data_scale))
+        from .data.datasets import pair_files  # the one pairing rule (training sets use it too)
+
+        pairs = [(gt, lq) for lq, gt in pair_files(lr_path, hr_dir)]
+        pairs.sort(key=lambda pair: pair[0].relative_to(hr_dir).as_posix())
     else:
         pairs = [(p, None) for p in _list_images(hr_dir, "ground-truth")]
     return pairs
