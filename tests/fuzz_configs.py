@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import json
 import random
-import re
 import signal
 import time
 import typing
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from fuzz_common import command_line, judge_all, outcome_problems
 
 import restorekit.archs  # noqa: F401 - imports torch up front: a per-case alarm must never fire inside that import
 from restorekit.train.config import RULES, Range, RunConfig
@@ -228,19 +228,9 @@ def load_case(case: Case) -> tuple[str, Any]:
 
 def problems(case: Case, got: str, value: Any) -> list[str]:
     """What is wrong with one outcome (empty when it is the expected one)."""
-    if got == "crashed":
-        return [f"{case.name}: {type(value).__name__}: {value}"[:300]]
-    if case.expect not in (got, "either"):
-        return [f"{case.name}: expected {case.expect}, got {got}: {value}"[:300]]
-    if got == "refused":
-        message = str(value)
-        found = []
-        if "\n" in message:
-            found.append(f"{case.name}: not one line: {message[:200]!r}")
-        if not message.startswith(f"{case.path}: "):
-            found.append(f"{case.name}: does not name the file: {message[:200]}")
-        if case.match and not re.search(case.match, message):
-            found.append(f"{case.name}: {message[:200]!r} does not match {case.match!r}")
+    found = outcome_problems(case, got, value, lambda message: [] if message.startswith(f"{case.path}: ")
+                             else [f"does not name the file: {message[:200]}"])
+    if found is not None:
         return found
     if case.field and _get(value, case.field) != case.value:
         return [f"{case.name}: {case.field} is {_get(value, case.field)!r}, written {case.value!r}"]
@@ -249,13 +239,7 @@ def problems(case: Case, got: str, value: Any) -> list[str]:
 
 def run(cases: list[Case]) -> tuple[dict[str, int], list[str]]:
     """Read every case: (outcome counts, problems)."""
-    counts = {"ok": 0, "refused": 0, "crashed": 0, "random ok": 0, "random refused": 0}
-    found: list[str] = []
-    for case in cases:
-        got, value = load_case(case)
-        counts[f"random {got}" if case.name.startswith("random") and got != "crashed" else got] += 1
-        found += problems(case, got, value)
-    return counts, found
+    return judge_all(cases, load_case, problems, is_random=lambda case: case.name.startswith("random"))
 
 
 def main() -> None:
@@ -268,16 +252,7 @@ def main() -> None:
     started = time.perf_counter()
     cases = generate(args.folder, args.random, args.seed)
     manifest = [{"file": c.path.name, "expect": c.expect, "match": c.match, "field": c.field} for c in cases]
-    (Path(args.folder) / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    print(f"{len(cases)} configs in {args.folder} ({time.perf_counter() - started:.1f} s)")
-    if args.run:
-        started = time.perf_counter()
-        counts, found = run(cases)
-        print(f"read in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        print(f"problems: {len(found)}")
-        for line in found:
-            print(f"  {line}")
-        raise SystemExit(1 if found else 0)
+    command_line(args.folder, cases, manifest, "configs", started, (lambda: run(cases)) if args.run else None)
 
 
 if __name__ == "__main__":

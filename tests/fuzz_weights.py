@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 import random
-import re
 import signal
 import time
 import zipfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from fuzz_common import command_line, judge_all, outcome_problems
 from safetensors.torch import save_file
 
 from restorekit.archs import bicubic_pp, hinet, nafnet, rednet, vapsr
@@ -292,21 +292,16 @@ def load_case(case: Case) -> tuple[str, Any]:
 
 def problems(case: Case, got: str, value: Any, models: dict[str, RestorationModel]) -> list[str]:
     """What is wrong with one outcome (empty when it is the expected one)."""
-    if got == "crashed":
-        return [f"{case.name}: {type(value).__name__}: {value}"[:300]]
-    if case.expect not in (got, "either"):
-        return [f"{case.name}: expected {case.expect}, got {got}: {value}"[:300]]
-    if got == "refused":
-        message = str(value)
-        found = []
-        if "\n" in message or len(message) > 600:
-            found.append(f"{case.name}: not one short line: {message[:200]!r}")
-        if str(case.path) not in message:
-            found.append(f"{case.name}: does not name the file: {message[:200]}")
+    def refusal_checks(message: str) -> list[str]:
+        found = [] if str(case.path) in message else [f"does not name the file: {message[:200]}"]
+        if len(message) > 600:
+            found.append(f"not a short line: {message[:200]!r}")
         if "weights_only=False" in message:
-            found.append(f"{case.name}: suggests unsafe loading")
-        if case.match and not re.search(case.match, message):
-            found.append(f"{case.name}: {message[:200]!r} does not match {case.match!r}")
+            found.append("suggests unsafe loading")
+        return found
+
+    found = outcome_problems(case, got, value, refusal_checks)
+    if found is not None:
         return found
     reference = models[case.family]
     if value.family != case.family:
@@ -325,13 +320,8 @@ def problems(case: Case, got: str, value: Any, models: dict[str, RestorationMode
 def run(cases: list[Case], seed: int = 0) -> tuple[dict[str, int], list[str]]:
     """Load every case: (outcome counts, problems)."""
     models = reference_models(seed)
-    counts = {"ok": 0, "refused": 0, "crashed": 0, "random ok": 0, "random refused": 0}
-    found: list[str] = []
-    for case in cases:
-        got, value = load_case(case)
-        counts[f"random {got}" if case.expect == "either" and got != "crashed" else got] += 1
-        found += problems(case, got, value, models)
-    return counts, found
+    return judge_all(cases, load_case, lambda case, got, value: problems(case, got, value, models),
+                     is_random=lambda case: case.expect == "either")
 
 
 def main() -> None:
@@ -344,16 +334,7 @@ def main() -> None:
     started = time.perf_counter()
     cases = generate(args.folder, args.random, args.seed)
     manifest = [{"file": c.name, "expect": c.expect, "family": c.family, "match": c.match} for c in cases]
-    (Path(args.folder) / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    print(f"{len(cases)} files in {args.folder} ({time.perf_counter() - started:.1f} s)")
-    if args.run:
-        started = time.perf_counter()
-        counts, found = run(cases, args.seed)
-        print(f"loaded in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        print(f"problems: {len(found)}")
-        for line in found:
-            print(f"  {line}")
-        raise SystemExit(1 if found else 0)
+    command_line(args.folder, cases, manifest, "files", started, (lambda: run(cases, args.seed)) if args.run else None)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import resource
 from pathlib import Path
 
 import pytest
+from fuzz_common import judge_all, printed
 from fuzz_configs import generate, load_case, problems
 
 N_RANDOM = int(os.environ.get("RESTOREKIT_FUZZ_RANDOM", "60"))
@@ -19,15 +20,7 @@ N_RANDOM = int(os.environ.get("RESTOREKIT_FUZZ_RANDOM", "60"))
 def test_config_corpus(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     cases = generate(tmp_path, n_random=N_RANDOM, seed=0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    counts = {"ok": 0, "refused": 0, "crashed": 0}
-    found: list[str] = []
-    for case in cases:
-        got, value = load_case(case)
-        counts[got] += 1
-        found += problems(case, got, value)
-        out, err = capfd.readouterr()
-        if out or err:
-            found.append(f"{case.name}: printed {(out + err)[:200]!r}")
+    counts, found = judge_all(cases, load_case, problems, after_each=lambda case: printed(case, capfd))
     assert not found, "\n".join(found)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 200, f"peak memory grew {grown_mb:.0f} MB while reading configs"

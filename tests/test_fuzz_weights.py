@@ -10,6 +10,7 @@ import resource
 from pathlib import Path
 
 import pytest
+from fuzz_common import judge_all, printed
 from fuzz_weights import generate, load_case, problems, reference_models
 
 N_RANDOM = int(os.environ.get("RESTOREKIT_FUZZ_RANDOM", "60"))
@@ -20,15 +21,9 @@ def test_weights_corpus(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> No
     cases = generate(tmp_path, n_random=N_RANDOM, seed=0)
     models = reference_models(seed=0)
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    counts = {"ok": 0, "refused": 0, "crashed": 0}
-    found: list[str] = []
-    for case in cases:
-        got, value = load_case(case)
-        counts[got] += 1
-        found += problems(case, got, value, models)
-        out, err = capfd.readouterr()
-        if out or err:  # torch warnings above our one line were part of the problem
-            found.append(f"{case.name}: printed {(out + err)[:200]!r}")
+    # torch warnings above our one line were part of the problem, so anything printed is one
+    counts, found = judge_all(cases, load_case, lambda case, got, value: problems(case, got, value, models),
+                              after_each=lambda case: printed(case, capfd))
     assert not found, "\n".join(found)
     # ru_maxrss is in KiB on Linux: loading the corpus (a few MB of files) may not cost hundreds of MB
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
