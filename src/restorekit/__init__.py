@@ -3,8 +3,9 @@ RED-Net, Bicubic++ and VapSR: load official checkpoints, evaluate, train, compre
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .lazy import lazy_exports
 from .zoo import PRESETS, get_preset
 
 if TYPE_CHECKING:
@@ -15,17 +16,8 @@ __version__ = "0.1.0"
 
 # Imported on first use (PEP 562): they import torch, which `restorekit --help` and
 # `restorekit models` must not pay for.
-_LAZY = {"RestorationModel": "model", "build_model": "model", "load": "model", "restore_file": "restore"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"RestorationModel": "model", "build_model": "model", "load": "model",
+                                      "restore_file": "restore"})
 
 
 def list_models() -> list[str]:

@@ -7,7 +7,9 @@ load when an export or a runner is created, so the core toolkit works without th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .onnx import ExportError, OnnxRunner, export_onnx
@@ -16,17 +18,7 @@ if TYPE_CHECKING:
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; every op we emit exists there
 PRECISIONS = ("fp32", "fp16")
 
-_LAZY = ("ExportError", "OnnxRunner", "export_onnx")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from . import onnx
-
-        value = getattr(onnx, name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {name: "onnx" for name in ("ExportError", "OnnxRunner", "export_onnx")})
 
 
 __all__ = ["DEFAULT_OPSET", "PRECISIONS", "ExportError", "OnnxRunner", "export_onnx"]
