@@ -164,9 +164,9 @@ def _save(net: nn.Module, path: Path, stage: str) -> Path:
 
 def run_pipeline(config: CompressConfig, resume: bool = False) -> dict[str, Any]:
     """Run the three stages; return (and write) the report. See the module docstring."""
+    from ..inference.runner import pick_device
     from ..train import distributed
     from ..train.config import config_from_dict
-    from ..train.loop import pick_device
     from ..train.loop import train as train_run
 
     root = Path(config.out_dir) / config.name
@@ -174,7 +174,8 @@ def run_pipeline(config: CompressConfig, resume: bool = False) -> dict[str, Any]
     if report_path.is_file() and not resume:
         raise ConfigError(f"{root}: already holds a compression run; pass --resume to continue it")
     root.mkdir(parents=True, exist_ok=True)
-    device = pick_device(config.device, distributed.from_env())
+    info = distributed.from_env()
+    device = pick_device(config.device, info.local_rank, info.enabled)
     report: dict[str, Any] = {"name": config.name, "channels": config.channels, "stages": [],
                               "convention": SR_Y.describe(3)}
 

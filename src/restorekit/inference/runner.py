@@ -37,21 +37,34 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA, then MPS, then CPU. Naming an unavailable device is an error, not a silent fallback."""
-    if name not in DEVICES and not name.startswith("cuda:"):
-        raise RestorekitError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
-    if name == "auto":
+def pick_device(name: str | torch.device = "auto", local_rank: int = 0, distributed: bool = False) -> torch.device:
+    """The one device chooser, for restore, eval, bench, the UI, training and compression.
+
+    ``auto``: CUDA, then MPS, then CPU. Naming an unavailable device is a :class:`DeviceError`, never a
+    silent fallback. ``local_rank``: the GPU of this process under ``torchrun`` (``auto`` and a bare
+    ``cuda`` pick ``cuda:<local_rank>``). ``distributed``: a multi-process run, which ``auto`` keeps off
+    MPS (there is no MPS process group).
+    """
+    text = str(name)
+    if text not in DEVICES and not text.startswith("cuda:"):
+        raise DeviceError(f"unknown device {text!r}; choose one of {', '.join(DEVICES)} or cuda:N")
+    if text == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
+            return torch.device("cuda", local_rank)
+        if _mps_available() and not distributed:
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"device {name!r}: CUDA is not available in this PyTorch build or machine")
-    if name == "mps" and not _mps_available():
+    if text.startswith("cuda"):
+        try:
+            device = torch.device(text)
+        except RuntimeError:
+            raise DeviceError(f"unknown device {text!r}; choose one of {', '.join(DEVICES)} or cuda:N") from None
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {text!r}: CUDA is not available in this PyTorch build or machine")
+        return device if device.index is not None else torch.device("cuda", local_rank)
+    if text == "mps" and not _mps_available():
         raise DeviceError("device 'mps': MPS is not available on this machine")
-    return torch.device(name)
+    return torch.device(text)
 
 
 def check_precision(precision: str, device: torch.device) -> torch.dtype:

@@ -28,15 +28,17 @@ from .. import conventions
 from ..atomic import write_text_atomic
 from ..conventions import MetricConvention
 from ..data.build import make_dataset, make_train_set
-from ..data.datasets import DegradedFolder, EpochBatchSampler, PairedFolder
-from ..errors import ConfigError, DiskFullError, RestorekitError, is_disk_full
+from ..data.datasets import EpochBatchSampler
+from ..errors import ConfigError, DeviceError, DiskFullError, RestorekitError, is_disk_full
 from ..evaluate import evaluate_set
+from ..inference.runner import PRECISIONS, pick_device
 from ..model import RestorationModel, build_model
 from . import distributed
 from .checkpoint import CheckpointError, capture_rng, load_latest, previous_path, restore_rng, save_checkpoint
 from .config import CONVENTIONS, RunConfig, config_from_dict, dump_config, load_config, to_dict
 from .ema import EMA
 from .losses import get_loss, staged_loss
+from .monitor import Monitor, plot_curves
 from .rundir import RunLock, clean_stale_temps
 from .schedules import lr_at
 
@@ -64,7 +66,7 @@ def train(config: RunConfig | str | Path, resume: bool = False, overrides: tuple
     # A RunConfig built in Python is validated again, so its values meet the same ranges as a file's.
     cfg = config_from_dict(to_dict(config)) if isinstance(config, RunConfig) else load_config(config, overrides)
     info = distributed.from_env()
-    device = pick_device(cfg.train.device, info)
+    device = train_device(cfg.train.device, info)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     created = distributed.init(info, device)
@@ -89,101 +91,149 @@ def train(config: RunConfig | str | Path, resume: bool = False, overrides: tuple
         distributed.shutdown(created)
 
 
-def pick_device(name: str, info: distributed.DistInfo) -> torch.device:
-    """``auto`` prefers CUDA (one GPU per local rank), then Apple MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", info.local_rank)
-        if torch.backends.mps.is_available() and not info.enabled:
-            return torch.device("mps")
-        return torch.device("cpu")
+def train_device(name: str, info: distributed.DistInfo) -> torch.device:
+    """This process's device: :func:`~restorekit.inference.runner.pick_device` with its ``torchrun`` local
+    rank (``auto`` stays off MPS in a multi-process run); the error names the config key."""
     try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"train.device: {name!r} is not a device ({exc})") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device: cuda requested but CUDA is not available")
-        if device.index is None:
-            device = torch.device("cuda", info.local_rank)
-    return device
+        return pick_device(name, info.local_rank, info.enabled)
+    except DeviceError as exc:
+        raise DeviceError(f"train.device: {exc}") from None
 
 
 def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: torch.device) -> TrainResult:
     run_dir = Path(cfg.train.out_dir) / cfg.name
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    _check_run_folder(run_dir, resume)
+    if info.is_main:
+        stale = clean_stale_temps(run_dir)  # safe: we hold the run folder's lock
+        if stale:
+            print(f"note: removed {len(stale)} temp file(s) an interrupted write left in {run_dir}", file=sys.stderr)
+    _set_determinism(cfg.train.deterministic, device)
+    _seed_everything(cfg.train.seed)
+    run = _Run(cfg, info, device)  # builds in a fixed order after seeding: the same weights every time
+    if resume:
+        run.resume()
+    elif info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yml")
+    distributed.barrier(info)
+    monitor = Monitor(run_dir, cfg.name, cfg.train.total_steps, run.position.step, info.is_main, cfg.train.progress)
+    try:
+        run.loop(monitor)
+        return run.finish(monitor)
+    finally:
+        monitor.close()
+
+
+def _check_run_folder(run_dir: Path, resume: bool) -> None:
+    last_path = run_dir / "last.pt"
     has_run = last_path.is_file() or previous_path(last_path).is_file()
     if resume and not has_run:
         raise ConfigError(f"{last_path}: no checkpoint to resume from")
     if not resume and has_run:
         raise ConfigError(f"{run_dir}: already holds a run; pass --resume to continue it or pick another name")
-    if info.is_main:
-        stale = clean_stale_temps(run_dir)  # safe: we hold the run folder's lock
-        if stale:
-            print(f"note: removed {len(stale)} temp file(s) an interrupted write left in {run_dir}", file=sys.stderr)
-    if cfg.train.deterministic:
+
+
+def _set_determinism(deterministic: bool, device: torch.device) -> None:
+    if deterministic:
         # cuBLAS needs this for deterministic matmuls; harmless elsewhere.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick the fastest kernels
-    _seed_everything(cfg.train.seed)
 
-    # --- model, EMA, optimizer, loss -------------------------------------------------------------
-    arch = cfg.arch_config()
-    model = build_model(cfg.model.family, arch).to(device)
-    if cfg.model.init is not None:
-        _load_init(model.net, cfg.model.init, cfg.model.family)
-    ema = EMA(model.net, cfg.ema.decay) if cfg.ema.decay > 0 else None
-    optimizer = _make_optimizer(cfg, model.net.parameters())
-    loss_fn = get_loss(cfg.loss.name)
-    amp_dtype = _amp_dtype(cfg.train.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    net: nn.Module = model.net
-    if info.enabled:
-        net = nn.parallel.DistributedDataParallel(model.net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    # --- data --------------------------------------------------------------------------------------
-    train_set, repeat = make_train_set(cfg.data.train, arch.scale, arch.in_channels, cfg.train.seed)
-    sampler = EpochBatchSampler(len(train_set), cfg.data.batch_size, cfg.train.seed, repeat, info.rank, info.world_size)
-    # Persistent workers keep their in-memory image caches across epochs; the sampler itself runs
-    # in this process, so its (epoch, start batch) changes still reach every worker.
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-        collate_fn=_collate, persistent_workers=cfg.data.num_workers > 0,
-    )
-    val_set = make_dataset(cfg.data.val, arch.scale, arch.in_channels, cfg.train.seed, train=False) if cfg.data.val else None
-    convention = _convention(cfg.val.convention, cfg.model.family, cfg.model.preset, arch.scale)
-    steps_per_epoch = len(sampler)
-    total_steps = cfg.train.total_steps
-    if cfg.schedule.total is not None:
-        schedule_total = cfg.schedule.total
-    elif cfg.schedule.unit == "step":
-        schedule_total = total_steps
-    else:
-        schedule_total = math.ceil(total_steps / steps_per_epoch)
+@dataclass
+class Position:
+    """Where a run stands. With the weights, the optimizer, the grad scaler and the RNG states, this is
+    everything a checkpoint holds so that a resumed run continues bit for bit."""
 
-    # --- state (fresh or resumed) -----------------------------------------------------------------
-    step, epoch, batch_in_epoch = 0, 0, 0
-    best: float | None = None
-    history: list[dict[str, float]] = []
-    if resume:
-        state, used, note = load_latest(last_path, map_location=device)
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of ``epoch`` already trained on
+    best: float | None = None  # best validation score so far (``val.metric``)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class _LossMeter:
+    """Sum of the step losses since the last log, kept on the device: reading it syncs, so it is read
+    only every ``log_every`` steps."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.total, self.count = torch.zeros((), device=device), 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total += loss
+        self.count += 1
+
+    def take_mean(self) -> float:
+        mean = float(self.total) / self.count
+        self.total, self.count = torch.zeros((), device=self.device), 0
+        return mean
+
+
+class _Run:
+    """One run's parts (model, EMA, optimizer, data) and its :class:`Position`; ``_train`` drives it."""
+
+    def __init__(self, cfg: RunConfig, info: distributed.DistInfo, device: torch.device) -> None:
+        self.cfg, self.info, self.device = cfg, info, device
+        self.run_dir = Path(cfg.train.out_dir) / cfg.name
+        self.last_path, self.best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
+        self.arch = cfg.arch_config()
+        self.position = Position()
+        self.metrics: dict[str, float] = {}  # of the latest validation
+        self._build_model()
+        self._build_data()
+
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        self.model = build_model(cfg.model.family, self.arch).to(self.device)
+        if cfg.model.init is not None:
+            _load_init(self.model.net, cfg.model.init, cfg.model.family)
+        self.ema = EMA(self.model.net, cfg.ema.decay) if cfg.ema.decay > 0 else None
+        self.optimizer = _make_optimizer(cfg, self.model.net.parameters())
+        self.loss_fn = get_loss(cfg.loss.name)
+        self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
+        self.net: nn.Module = self.model.net  # what the step calls: the DDP wrapper under torchrun
+        if self.info.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model.net, device_ids=device_ids)
+
+    def _build_data(self) -> None:
+        cfg, arch, info = self.cfg, self.arch, self.info
+        train_set, repeat = make_train_set(cfg.data.train, arch.scale, arch.in_channels, cfg.train.seed)
+        self.sampler = EpochBatchSampler(len(train_set), cfg.data.batch_size, cfg.train.seed, repeat,
+                                         info.rank, info.world_size)
+        # Persistent workers keep their in-memory image caches across epochs; the sampler itself runs
+        # in this process, so its (epoch, start batch) changes still reach every worker.
+        self.loader = torch.utils.data.DataLoader(
+            train_set, batch_sampler=self.sampler, num_workers=cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda", collate_fn=_collate, persistent_workers=cfg.data.num_workers > 0,
+        )
+        self.val_set = (make_dataset(cfg.data.val, arch.scale, arch.in_channels, cfg.train.seed, train=False)
+                        if cfg.data.val else None)
+        self.convention = _convention(cfg.val.convention, cfg.model.family, cfg.model.preset, arch.scale)
+        self.schedule_total = _schedule_total(cfg, len(self.sampler))
+
+    def resume(self) -> None:
+        """Load ``last.pt`` (or ``last.prev.pt`` when the newest is damaged) into every part and the position."""
+        cfg, info = self.cfg, self.info
+        state, used, note = load_latest(self.last_path, map_location=self.device)
         if note and info.is_main:
             print(f"note: {note}", file=sys.stderr)
         _check_same_family(state, cfg, used)
         try:
-            _load_strict(model.net, state["model"], cfg.model.family, str(used))
-            if ema is not None:
+            _load_strict(self.model.net, state["model"], cfg.model.family, str(used))
+            if self.ema is not None:
                 if state.get("ema") is None:
                     raise ConfigError(f"{used}: the run had no EMA but ema.decay is now {cfg.ema.decay}")
-                ema.load_state_dict(state["ema"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            step, epoch, batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
-            best = state.get("best")
-            history = list(state.get("history", []))
+                self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.position = Position(int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"]),
+                                     state.get("best"), list(state.get("history", [])))
             restore_rng(state["rng"])
         except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
             # torch's messages for a mismatched optimizer or RNG state run to pages; the cause is one line
@@ -193,119 +243,125 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
         if changed and info.is_main:
             # Allowed (e.g. a longer train.total_steps), but the run is then no longer the one it started as.
             print(f"note: resuming {used} with changed config keys: {', '.join(changed)}", file=sys.stderr)
-    elif info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / "config.yml")
-    distributed.barrier(info)
 
-    def checkpoint_state() -> dict[str, Any]:
+    def checkpoint_state(self) -> dict[str, Any]:
+        pos = self.position
         return {
-            "model": model.net.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
+            "model": self.model.net.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": capture_rng(),
-            "step": step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "best": best,
-            "history": history,
-            "config": to_dict(cfg),
-            "family": cfg.model.family,
+            "step": pos.step,
+            "epoch": pos.epoch,
+            "batch_in_epoch": pos.batch_in_epoch,
+            "best": pos.best,
+            "history": pos.history,
+            "config": to_dict(self.cfg),
+            "family": self.cfg.model.family,
         }
 
-    writer = _tensorboard(run_dir) if info.is_main else None
-    bar = _progress(cfg, info, total_steps, step)
-    log_file = (run_dir / "log.jsonl").open("a", encoding="utf-8") if info.is_main else None
-    metrics: dict[str, float] = {}
-    running, running_count, started = torch.zeros((), device=device), 0, time.perf_counter()
+    def loop(self, monitor: Monitor) -> None:
+        """Train until ``train.total_steps``, validating and checkpointing on the way (not at the end)."""
+        cfg, pos, total = self.cfg, self.position, self.cfg.train.total_steps
+        meter, started = _LossMeter(self.device), time.perf_counter()
+        self.model.net.train()
+        while pos.step < total:
+            self.sampler.set_epoch(pos.epoch, pos.batch_in_epoch)
+            for lq, gt in _batches(self.loader):
+                loss, lr = self.train_step(lq, gt)
+                meter.add(loss)
+                if pos.step % cfg.train.log_every == 0 or pos.step == total:
+                    self._log_loss(meter.take_mean(), lr, time.perf_counter() - started, monitor)
+                monitor.advance()
+                if pos.step >= total:
+                    break
+                if self.val_set is not None and cfg.val.every and pos.step % cfg.val.every == 0:
+                    self.validate(monitor)
+                if pos.step % cfg.train.checkpoint_every == 0 and self.info.is_main:
+                    save_checkpoint(self.checkpoint_state(), self.last_path, keep_previous=True)
+            else:  # the epoch ran out (not a break): move the data position to the next epoch
+                pos.epoch += 1
+                pos.batch_in_epoch = 0
 
-    # --- the loop ----------------------------------------------------------------------------------
-    model.net.train()
-    while step < total_steps:
-        sampler.set_epoch(epoch, batch_in_epoch)
-        for lq, gt in _batches(loader):
-            lq, gt = lq.to(device, non_blocking=True), gt.to(device, non_blocking=True)
-            lr = lr_at(cfg.schedule, cfg.optim.lr, step if cfg.schedule.unit == "step" else epoch, schedule_total)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+    def train_step(self, lq: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One optimizer step on a batch; returns the (detached) loss and the learning rate used."""
+        cfg, pos, device = self.cfg, self.position, self.device
+        lq, gt = lq.to(device, non_blocking=True), gt.to(device, non_blocking=True)
+        lr = lr_at(cfg.schedule, cfg.optim.lr, pos.step if cfg.schedule.unit == "step" else pos.epoch,
+                   self.schedule_total)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            out = self.net(lq)
+        out = [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
+        loss = staged_loss(self.loss_fn, out, gt, cfg.loss.stage_weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.optim.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model.net)
+        pos.step += 1
+        pos.batch_in_epoch += 1
+        return loss.detach(), lr
 
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                out = net(lq)
-            out = [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
-            loss = staged_loss(loss_fn, out, gt, cfg.loss.stage_weights)
+    def _log_loss(self, mean_loss: float, lr: float, elapsed: float, monitor: Monitor) -> None:
+        pos = self.position
+        if not math.isfinite(mean_loss):
+            raise ConfigError(f"loss became {mean_loss} at step {pos.step}; lower optim.lr or enable grad_clip")
+        record = {"step": pos.step, "epoch": pos.epoch, "loss": mean_loss, "lr": lr, "time": elapsed}
+        pos.history.append({k: float(v) for k, v in record.items()})
+        if self.info.is_main:
+            monitor.record(record)
 
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.net.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update(model.net)
-            step += 1
-            batch_in_epoch += 1
-            running += loss.detach()
-            running_count += 1
+    def validate(self, monitor: Monitor) -> None:
+        """Validate (rank 0 only; the EMA weights when EMA is on) and write best.pt/best.safetensors on
+        improvement. Other ranks wait at the barrier with empty metrics: they never save, so need no score."""
+        pos, self.metrics = self.position, {}
+        if self.info.is_main:
+            eval_net = self.ema.net if self.ema is not None else self.model.net
+            eval_model = RestorationModel(eval_net, self.model.family, self.model.config)
+            self.metrics = evaluate_set(eval_model, self.val_set, self.convention, self.model.scale, self.device,
+                                        self.amp_dtype)
+            record = {"step": pos.step, **{f"val_{k}": v for k, v in self.metrics.items()}}
+            pos.history.append({k: float(v) for k, v in record.items()})
+            monitor.record(record)
+            score = self.metrics.get(self.cfg.val.metric)
+            if score is not None and (pos.best is None or score > pos.best):
+                pos.best = score
+                save_checkpoint(self.checkpoint_state(), self.best_path)
+                _export(eval_net, self.cfg, self.model.config, self.run_dir / "best.safetensors", pos.step)
+        distributed.barrier(self.info)
 
-            if step % cfg.train.log_every == 0 or step == total_steps:
-                # .item() syncs the device, so it happens only every log_every steps.
-                mean_loss = float(running) / running_count
-                if not math.isfinite(mean_loss):
-                    raise ConfigError(f"loss became {mean_loss} at step {step}; lower optim.lr or enable grad_clip")
-                record = {"step": step, "epoch": epoch, "loss": mean_loss, "lr": lr,
-                          "time": time.perf_counter() - started}
-                history.append({k: float(v) for k, v in record.items()})
-                running, running_count = torch.zeros((), device=device), 0
-                if info.is_main:
-                    _log(record, bar, writer, log_file)
-            if bar is not None:
-                bar.update(1)
-
-            if val_set is not None and cfg.val.every and step % cfg.val.every == 0 and step < total_steps:
-                metrics, best = _validate_and_keep_best(
-                    cfg, info, model, ema, val_set, convention, device, amp_dtype, step, history,
-                    best, best_path, run_dir, checkpoint_state, writer, log_file,
-                )
-            if step % cfg.train.checkpoint_every == 0 and step < total_steps and info.is_main:
-                save_checkpoint(checkpoint_state(), last_path, keep_previous=True)
-            if step >= total_steps:
-                break
-        else:  # the epoch ran out (not a break): move the data position to the next epoch
-            epoch += 1
-            batch_in_epoch = 0
-
-    # --- end: final validation, last checkpoint, exports ---------------------------------------------
-    if bar is not None:
-        bar.close()
-    if val_set is not None:
-        metrics, best = _validate_and_keep_best(
-            cfg, info, model, ema, val_set, convention, device, amp_dtype, step, history,
-            best, best_path, run_dir, checkpoint_state, writer, log_file,
+    def finish(self, monitor: Monitor) -> TrainResult:
+        """Final validation, the last checkpoint, ``final.safetensors``, ``metrics.json`` and curves."""
+        pos, run_dir = self.position, self.run_dir
+        monitor.close_bar()
+        if self.val_set is not None:
+            self.validate(monitor)
+        weights = run_dir / "final.safetensors"
+        if self.info.is_main:
+            save_checkpoint(self.checkpoint_state(), self.last_path, keep_previous=True)
+            _export(self.ema.net if self.ema is not None else self.model.net, self.cfg, self.arch, weights, pos.step)
+            write_text_atomic(json.dumps({"step": pos.step, **self.metrics}, indent=2), run_dir / "metrics.json")
+            if self.cfg.train.plot:
+                plot_curves(pos.history, run_dir / "curves.png")
+        monitor.close()
+        distributed.barrier(self.info)
+        has_best = self.best_path.is_file()
+        return TrainResult(
+            run_dir=run_dir,
+            last_checkpoint=self.last_path,
+            weights=weights,
+            best_checkpoint=self.best_path if has_best else None,
+            best_weights=run_dir / "best.safetensors" if has_best else None,
+            step=pos.step,
+            metrics=self.metrics,
         )
-    weights = run_dir / "final.safetensors"
-    if info.is_main:
-        save_checkpoint(checkpoint_state(), last_path, keep_previous=True)
-        _export(ema.net if ema is not None else model.net, cfg, arch, weights, step)
-        write_text_atomic(json.dumps({"step": step, **metrics}, indent=2), run_dir / "metrics.json")
-        if cfg.train.plot:
-            _plot_curves(history, run_dir / "curves.png")
-        if writer is not None:
-            writer.close()
-    if log_file is not None:
-        log_file.close()
-    distributed.barrier(info)
-    has_best = best_path.is_file()
-    return TrainResult(
-        run_dir=run_dir,
-        last_checkpoint=last_path,
-        weights=weights,
-        best_checkpoint=best_path if has_best else None,
-        best_weights=run_dir / "best.safetensors" if has_best else None,
-        step=step,
-        metrics=metrics,
-    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -313,15 +369,25 @@ def _train(cfg: RunConfig, resume: bool, info: distributed.DistInfo, device: tor
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype. ``auto`` uses bf16 on CUDA GPUs that have it (no loss scaling needed), fp16 on
-    older ones, and nothing on CPU/MPS, where autocast is slower or less complete than float32."""
+    """Autocast dtype (``off``: none; ``fp16``/``bf16`` from the one precision table). ``auto`` uses bf16 on
+    CUDA GPUs that have it (no loss scaling needed), fp16 on older ones, and nothing on CPU/MPS, where
+    autocast is slower or less complete than float32."""
     if amp == "auto":
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"train.amp: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or off")
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return None if amp == "off" else PRECISIONS[amp]
+
+
+def _schedule_total(cfg: RunConfig, steps_per_epoch: int) -> int:
+    """The length the schedule spans, in its own unit: ``schedule.total``, else the whole run."""
+    if cfg.schedule.total is not None:
+        return cfg.schedule.total
+    if cfg.schedule.unit == "step":
+        return cfg.train.total_steps
+    return math.ceil(cfg.train.total_steps / steps_per_epoch)
 
 
 def _make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
@@ -410,90 +476,8 @@ def _load_init(net: nn.Module, path: str, family: str) -> None:
     loading.load_strict(net, loading.unwrap(raw, source=path), family, source=path)
 
 
-def _validate_and_keep_best(
-    cfg: RunConfig, info: distributed.DistInfo, model: RestorationModel, ema: EMA | None,
-    val_set: PairedFolder | DegradedFolder, convention: MetricConvention, device: torch.device,
-    amp_dtype: torch.dtype | None, step: int, history: list[dict[str, float]], best: float | None,
-    best_path: Path, run_dir: Path, checkpoint_state: Any, writer: Any, log_file: Any,
-) -> tuple[dict[str, float], float | None]:
-    """Validate (rank 0 only; the EMA weights when EMA is on) and write best.pt/best.safetensors on improvement.
-
-    Other ranks wait at the barrier and get empty metrics back; they never save, so they need no score.
-    """
-    metrics: dict[str, float] = {}
-    if info.is_main:
-        eval_net = ema.net if ema is not None else model.net
-        eval_model = RestorationModel(eval_net, model.family, model.config)
-        metrics = evaluate_set(eval_model, val_set, convention, model.scale, device, amp_dtype)
-        history.append({"step": float(step), **{f"val_{k}": v for k, v in metrics.items()}})
-        score = metrics.get(cfg.val.metric)
-        _log({"step": step, **{f"val_{k}": v for k, v in metrics.items()}}, None, writer, log_file)
-        if score is not None and (best is None or score > best):
-            best = score
-            save_checkpoint(checkpoint_state() | {"best": best}, best_path)
-            _export(eval_net, cfg, model.config, run_dir / "best.safetensors", step)
-    distributed.barrier(info)
-    return metrics, best
-
-
 def _export(net: nn.Module, cfg: RunConfig, arch: Any, path: Path, step: int) -> None:
     from ..loading import save_safetensors
 
     model = RestorationModel(net, cfg.model.family, arch)
     save_safetensors(model, path, extra={"train_run": cfg.name, "train_step": str(step)})
-
-
-# ------------------------------------------------------------------------------------------------
-# Visibility: progress bar, TensorBoard, JSON lines, a PNG of the curves.
-
-
-def _progress(cfg: RunConfig, info: distributed.DistInfo, total: int, initial: int) -> Any:
-    if not (info.is_main and cfg.train.progress):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=cfg.name, unit="it", dynamic_ncols=True, file=sys.stderr)
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is in the optional ``train`` extra
-        return None
-    return SummaryWriter(log_dir=str(run_dir / "tb"))
-
-
-def _log(record: dict[str, Any], bar: Any, writer: Any, log_file: Any) -> None:
-    step = int(record["step"])
-    if bar is not None and "loss" in record:
-        bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{record['lr']:.3g}", refresh=False)
-    if writer is not None:
-        for key, value in record.items():
-            if key not in ("step", "epoch", "time"):
-                writer.add_scalar(key, value, step)
-    if log_file is not None:
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
-
-
-def _plot_curves(history: list[dict[str, float]], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib not installed; skipping curves.png (pip install 'restorekit[train]')", file=sys.stderr)
-        return
-    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    psnrs = [(h["step"], h["val_psnr"]) for h in history if "val_psnr" in h]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    if losses:
-        axes[0].plot(*zip(*losses))
-    axes[0].set(title="training loss", xlabel="step")
-    if psnrs:
-        axes[1].plot(*zip(*psnrs), marker="o")
-    axes[1].set(title="validation PSNR (dB)", xlabel="step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
