@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from restorekit import hub
-from restorekit.inference import available_memory
+from restorekit.inference import RestoreOptions, available_memory
 from restorekit.model import build_model, load
 from restorekit.restore import restore_file
 from restorekit.runtime import retain_freed_memory
@@ -82,7 +82,7 @@ def main() -> int:
         print(f"{args.preset} ({weights} weights), {width}x{height}, CPU, "
               f"available RAM {available_memory(model.device) / 2**30:.1f} GiB, peak before restore {peak_rss_mb():.0f} MB")
         start = time.perf_counter()
-        restore_file(source, Path(folder) / "out.jpg", model, tile=args.tile, progress=True)
+        restore_file(source, Path(folder) / "out.jpg", model, options=RestoreOptions(tile=args.tile, progress=True))
         seconds = time.perf_counter() - start
     malloc = "freed memory retained" if retained else "default malloc"
     print(f"peak RSS {peak_rss_mb():.0f} MB, restore_file {seconds:.1f} s ({malloc})")

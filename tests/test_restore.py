@@ -157,7 +157,7 @@ def test_input_is_never_overwritten(tmp_path: Path, tiny_weights: Path, capsys: 
     assert code == 1 and "is an input file" in capsys.readouterr().err
     assert source.read_bytes() == before
     with pytest.raises(RestorekitError, match="overwrite the input"):
-        restore_file(source, source, weights=tiny_weights, overwrite=True)
+        restore_file(source, source, tiny_weights, overwrite=True)
 
 
 def test_pixel_limit_and_missing_inputs_are_failures(tmp_path: Path, tiny_weights: Path,
@@ -178,7 +178,8 @@ def test_missing_weights_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
 
 def test_restore_file_api(tmp_path: Path, tiny_sr: RestorationModel) -> None:
     source = _save(tmp_path / "a.png", (np.random.rand(6, 7, 3) * 255).astype(np.uint8))
-    out = restorekit.restore_file(source, tmp_path / "out" / "a.webp", tiny_sr, format="webp", tile=4, tile_overlap=1)
+    out = restorekit.restore_file(source, tmp_path / "out" / "a.webp", tiny_sr, format="webp",
+                                  options=restorekit.RestoreOptions(tile=4, tile_overlap=1))
     with PILImage.open(out) as im:
         assert im.format == "WEBP" and im.size == (14, 12)
     with pytest.raises(RestorekitError, match="exists"):

@@ -67,7 +67,7 @@ def test_tiled_equals_whole_image(family: str, device: torch.device) -> None:
     whole, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=0))
     plan = make_plan(height, width, model.scale, tile, overlap, model.alignment, radius)
     assert len(plan.rows) > 1 and len(plan.cols) > 2
-    tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=tile, overlap=overlap))
+    tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=tile, tile_overlap=overlap))
     assert tiled.shape == whole.shape == (height * model.scale, width * model.scale, model.in_channels)
     assert np.abs(tiled - whole).max() < 1e-4
 
@@ -101,7 +101,7 @@ def test_global_statistics_models_are_flagged_and_close(device: torch.device) ->
     assert not build_model("hinet", hinet.Config(width=4, depth=3, hin_left=0, hin_right=-1)).global_statistics
     pixels = np.random.rand(64, 80, 3).astype(np.float32)
     whole, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=0))
-    tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=48, overlap=16))
+    tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=48, tile_overlap=16))
     difference = np.abs(tiled - whole).max()
     assert 0 < difference < 0.05  # approximate, not exact: docs/restore.md reports measured values
 
@@ -159,7 +159,7 @@ def test_a_tile_too_small_for_the_overlap_is_refused(device: torch.device, monke
                        f"of {overlap} px: use --tile >= {smallest}, --tile 0"):
         restore_planes(pixels, None, backend, RestoreOptions(tile=smallest - 1))
     with pytest.raises(RestorekitError, match="--tile 16 is too small for --tile-overlap 20: use --tile >= 41"):
-        restore_planes(pixels, None, backend, RestoreOptions(tile=16, overlap=20))
+        restore_planes(pixels, None, backend, RestoreOptions(tile=16, tile_overlap=20))
     assert planned == []  # refused before any tile ran
     # the image fits in the tile: whole image, whatever the overlap
     whole, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=0))
@@ -169,7 +169,7 @@ def test_a_tile_too_small_for_the_overlap_is_refused(device: torch.device, monke
     tiled, _ = restore_planes(pixels, None, backend, RestoreOptions(tile=smallest))
     assert 1 < planned[-1] <= 4 and np.abs(tiled - whole).max() < 1e-4
     # a smaller overlap given explicitly is the user's (inexact) choice and is honoured
-    restore_planes(pixels, None, backend, RestoreOptions(tile=16, overlap=7))
+    restore_planes(pixels, None, backend, RestoreOptions(tile=16, tile_overlap=7))
     assert planned[-1] == len(plan_axis(smallest, 16, 7)) * len(plan_axis(smallest + 3, 16, 7))
 
 

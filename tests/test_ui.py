@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from restorekit import build_model, hub, imageio, restore_file
+from restorekit import RestoreOptions, build_model, hub, imageio, load, restore_file
 from restorekit.archs import get_family
 from restorekit.errors import RestorekitError
 from restorekit.loading import save_safetensors
@@ -102,7 +102,7 @@ def test_page_and_model_card(server: UIServer, tiny_weights: Path) -> None:
 
 def test_download_is_the_restore_file_output(server: UIServer, tiny_weights: Path, tmp_path: Path) -> None:
     data = png_bytes(tmp_path)
-    state = upload(server, data, f"model={tiny_weights.resolve()}&tile=16&overlap=4&filename=photo.png")
+    state = upload(server, data, f"model={tiny_weights.resolve()}&tile=16&tile_overlap=4&filename=photo.png")
     assert state["status"] == "done", state
     assert state["info"]["input"]["width"] == 32 and state["info"]["output"]["width"] == 64
     status, headers, result = request(server, "GET", f"/api/jobs/{state['id']}/result")
@@ -110,8 +110,8 @@ def test_download_is_the_restore_file_output(server: UIServer, tiny_weights: Pat
     after = request(server, "GET", f"/api/jobs/{state['id']}/after.png")
     assert after[0] == 200 and after[1]["Content-Type"] == "image/png"
     (tmp_path / "downloaded.png").write_bytes(result)
-    reference = restore_file(tmp_path / "in.png", tmp_path / "ref.png", weights=tiny_weights, tile=16,
-                             tile_overlap=4, device="cpu")
+    reference = restore_file(tmp_path / "in.png", tmp_path / "ref.png", load(tiny_weights, device="cpu"),
+                             options=RestoreOptions(tile=16, tile_overlap=4))
     got, want = imageio.read_image(tmp_path / "downloaded.png"), imageio.read_image(reference)
     assert got.pixels.dtype == want.pixels.dtype
     np.testing.assert_array_equal(got.pixels, want.pixels)

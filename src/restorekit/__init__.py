@@ -9,6 +9,7 @@ from .lazy import lazy_exports
 from .zoo import PRESETS, get_preset
 
 if TYPE_CHECKING:
+    from .inference import RestoreOptions
     from .model import RestorationModel, build_model, load
     from .restore import restore_file
 
@@ -17,7 +18,7 @@ __version__ = "0.1.0"
 # Imported on first use (PEP 562): they import torch, which `restorekit --help` and
 # `restorekit models` must not pay for.
 __getattr__ = lazy_exports(__name__, {"RestorationModel": "model", "build_model": "model", "load": "model",
-                                      "restore_file": "restore"})
+                                      "restore_file": "restore", "RestoreOptions": "inference"})
 
 
 def list_models() -> list[str]:
@@ -25,4 +26,5 @@ def list_models() -> list[str]:
     return sorted(PRESETS)
 
 
-__all__ = ["RestorationModel", "__version__", "build_model", "get_preset", "list_models", "load", "restore_file"]
+__all__ = ["RestorationModel", "RestoreOptions", "__version__", "build_model", "get_preset", "list_models", "load",
+           "restore_file"]

@@ -89,7 +89,7 @@ class RestorationModel(nn.Module):
         """
         from .inference import RestoreOptions, restore_any
 
-        options = RestoreOptions(tile=tile, overlap=tile_overlap, tta=tta, progress=progress)
+        options = RestoreOptions(tile=tile, tile_overlap=tile_overlap, tta=tta, progress=progress)
         return restore_any(self, image, precision=precision, options=options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

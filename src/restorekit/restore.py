@@ -254,41 +254,43 @@ def prepare_output_folder(outdir: Path) -> None:
 def restore_file(
     source: str | Path,
     destination: str | Path,
-    model: str | RestorationModel | None = None,
+    model: str | Path | RestorationModel | None = None,
     *,
-    task: str = "denoise",
-    weights: str | Path | None = None,
-    scale: int | None = None,
-    tile: int | None = None,
-    tile_overlap: int | None = None,
-    tta: bool = False,
-    tlc: bool | None = None,
+    options: RestoreOptions | None = None,
     precision: str = "fp32",
-    device: str = "auto",
     format: str = "same",
     overwrite: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    progress: bool = False,
 ) -> Path:
     """Restore one image file into ``destination`` (written atomically) and return its path.
 
-    ``model``: a loaded ``RestorationModel``, a preset name, or None for the task's default.
-    The other options mirror ``restorekit restore --help``. The source is never overwritten.
+    ``model``: a loaded ``RestorationModel``, a preset name or weights file (loaded by
+    ``restorekit.load`` on the best device), or None for the default denoising model. For a task's
+    default, ``--scale``, ``--tlc`` or a chosen device, pass :func:`load_model`'s model, as the CLI does.
+    ``options``: tiles, their overlap, TTA and the progress bar (None: ``RestoreOptions()``). The other options
+    mirror ``restorekit restore --help``. The source is never overwritten.
     """
     source, destination = Path(source), Path(destination)
     if destination.resolve() == source.resolve():
         raise RestorekitError(f"{destination}: the output would overwrite the input")
     if destination.exists() and not overwrite:
         raise RestorekitError(f"{destination}: exists; pass overwrite=True to replace it")
-    loaded = load_model(task, model, weights, scale, tlc, device)
-    backend = TorchBackend(loaded, precision)
-    options = RestoreOptions(tile=tile, overlap=tile_overlap, tta=tta, progress=progress)
+    backend = TorchBackend(_file_model(model), precision)
     image = read_image(source, max_pixels)
     for note in image.notes:
         warnings.warn(ImageWarning(note), stacklevel=2)
-    restored = restore_image(image, backend, options)
+    restored = restore_image(image, backend, options or RestoreOptions())
     fmt = format if format != "same" else format_of_suffix(destination) or output_format(image, "same", source)
     return write_image(restored, destination, fmt)
+
+
+def _file_model(model: str | Path | RestorationModel | None) -> RestorationModel:
+    """``restore_file``'s model: the one given, loaded by name or path, or the default denoiser."""
+    if isinstance(model, RestorationModel):
+        return model.eval()
+    if model is None:
+        return load_model()  # a missing default names the models whose weights are here
+    return load(model, device="auto")
 
 
 def plan_jobs(files: Sequence[tuple[Path, Path]], outdir: Path, suffix: str, fmt: str) -> list[Job]:

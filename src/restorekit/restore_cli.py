@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.task, args.model, args.weights, args.scale, args.tlc, device)
     backend = make_backend(model, args.backend, args.precision)
     options = EngineOptions(
-        restore=RestoreOptions(tile=args.tile, overlap=args.tile_overlap, tta=args.tta, progress=not args.quiet),
+        restore=RestoreOptions(tile=args.tile, tile_overlap=args.tile_overlap, tta=args.tta, progress=not args.quiet),
         overwrite=args.overwrite, max_pixels=args.max_pixels, io_threads=args.io_threads,
     )
     plan = ShardPlan(jobs, placement, args.batch_size, outdir, extra)

@@ -102,7 +102,7 @@ def _run(page: Any, file: Path, model: Path, tile: int | None = None, overlap: i
     page.select_option("#model", str(model.resolve()))
     page.set_input_files("#file", str(file))
     page.fill("#tile", "" if tile is None else str(tile))
-    page.fill("#overlap", "" if overlap is None else str(overlap))
+    page.fill("#tile-overlap", "" if overlap is None else str(overlap))
     page.click("#run")
     page.wait_for_selector("body[data-state=done], body[data-state=error]")
     return page.get_attribute("body", "data-state")

@@ -45,21 +45,21 @@ class RestoreOptions:
     """How to run a model over an image.
 
     ``tile``: tile side in input pixels; None picks it from free memory, 0 disables tiling.
-    ``overlap``: tile overlap in input pixels; None uses twice the measured receptive radius plus a
-    blending ramp (exact), or 64 px for models with global statistics.
+    ``tile_overlap``: tile overlap in input pixels (``--tile-overlap``); None uses twice the measured
+    receptive radius plus a blending ramp (exact), or 64 px for models with global statistics.
     ``tta``: x8 self-ensemble. ``progress``: show a per-tile progress bar.
     """
 
     tile: int | None = None
-    overlap: int | None = None
+    tile_overlap: int | None = None
     tta: bool = False
     progress: bool = False
 
     def __post_init__(self) -> None:
         if self.tile is not None and self.tile < 0:
             raise RestorekitError(f"tile size must be >= 0 (0 = no tiling), got {self.tile}")
-        if self.overlap is not None and self.overlap < 0:
-            raise RestorekitError(f"tile overlap must be >= 0, got {self.overlap}")
+        if self.tile_overlap is not None and self.tile_overlap < 0:
+            raise RestorekitError(f"tile overlap must be >= 0, got {self.tile_overlap}")
 
 
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
@@ -163,7 +163,7 @@ def _overlap(backend: Backend, options: RestoreOptions, channels: int, has_alpha
     radius = receptive_radius(backend)
     if radius is not None and (backend.in_channels != channels or has_alpha) and backend.scale > 1:
         radius = max(radius, _RESAMPLE_RADIUS)
-    overlap = options.overlap if options.overlap is not None else default_overlap(radius, backend.alignment)
+    overlap = options.tile_overlap if options.tile_overlap is not None else default_overlap(radius, backend.alignment)
     return overlap, radius
 
 
@@ -178,13 +178,13 @@ def _plan(backend: Backend, options: RestoreOptions, channels: int, has_alpha: b
     elif tile < smallest:
         # A tile that cannot hold the overlap on both sides would advance by a few pixels: thousands
         # of tiles, and a cut overlap is no longer exact. Refuse, and say what would work.
-        if options.overlap is not None:
+        if options.tile_overlap is not None:
             held = f"--tile-overlap {overlap}"
         elif radius is None:
             held = f"this model's default overlap of {overlap} px"
         else:
             held = f"this model's exact overlap of {overlap} px"
-        inexact = "" if options.overlap is not None or radius is None else " (inexact)"
+        inexact = "" if options.tile_overlap is not None or radius is None else " (inexact)"
         raise RestorekitError(
             f"--tile {tile} is too small for {held}: use --tile >= {smallest}, --tile 0 (whole image) "
             f"or a smaller --tile-overlap{inexact}"

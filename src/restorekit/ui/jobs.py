@@ -26,13 +26,14 @@ from PIL import Image as PILImage
 
 from .. import catalog, hub, imageio
 from ..errors import RestorekitError
+from ..inference import RestoreOptions
+from ..inference.runner import PRECISIONS
 from ..model import RestorationModel, load
 from ..restore import DEFAULT_PRESETS, restore_file
 from ..zoo import PRESETS, TASKS, Preset
 
 log = logging.getLogger("restorekit.ui")
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 PREVIEW_MAX_PIXELS = 40_000_000
 KEEP_JOBS = 8  # finished jobs whose files stay on disk (the page only ever needs the latest)
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
@@ -43,20 +44,15 @@ SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 class Options:
     """The restore options the page offers, with the meaning of the ``restorekit restore`` flags.
 
-    ``tile``: tile side in input pixels; None sizes tiles from free memory, 0 runs the whole image
-    at once. ``tile_overlap``: pixels shared by neighbouring tiles; None picks the exact overlap
-    from the model's receptive field. ``tta``: average the eight flips/rotations.
-    ``precision``: fp32, fp16 or bf16.
+    ``restore``: ``--tile`` (None sizes tiles from free memory, 0 runs the whole image at once),
+    ``--tile-overlap`` (None picks the exact overlap from the model's receptive field) and ``--tta``
+    (average the eight flips/rotations). ``precision``: a name from ``inference.runner.PRECISIONS``.
     """
 
-    tile: int | None = None
-    tile_overlap: int | None = None
-    tta: bool = False
+    restore: RestoreOptions = field(default_factory=RestoreOptions)
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if (self.tile is not None and self.tile < 0) or (self.tile_overlap is not None and self.tile_overlap < 0):
-            raise RestorekitError("tile size and tile overlap must be 0 or more (leave them empty for automatic)")
         if self.precision not in PRECISIONS:
             raise RestorekitError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
@@ -220,11 +216,8 @@ def restore_to_file(model: RestorationModel, source: Path, destination: Path, op
     """Restore ``source`` into ``destination`` through ``restorekit.restore_file``, the function behind
     ``restorekit restore``: same reading, tiling, precision and writing (format, bit depth, alpha,
     ICC/EXIF), so the download is the file the CLI writes for the same options."""
-    return restore_file(
-        source, destination, model,
-        tile=options.tile, tile_overlap=options.tile_overlap, tta=options.tta, precision=options.precision,
-        format="same", max_pixels=max_pixels,
-    )
+    return restore_file(source, destination, model, options=options.restore, precision=options.precision,
+                        max_pixels=max_pixels)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -241,7 +234,7 @@ def readable_error(exc: BaseException, device: str, options: Options) -> str:
     if isinstance(exc, RestorekitError):
         return str(exc)
     if _is_out_of_memory(exc):
-        hint = "use a smaller tile" if options.tile else "turn on tiling (e.g. tile 256)"
+        hint = "use a smaller tile" if options.restore.tile else "turn on tiling (e.g. tile 256)"
         return f"the model does not fit in memory on {device} for this image: {hint}, or pick a smaller model"
     return f"unexpected error ({type(exc).__name__}: {exc}); the server log has the details"
 

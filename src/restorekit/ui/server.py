@@ -7,7 +7,7 @@ Routes (all answers to the API are JSON, errors included, as ``{"error": "..."}`
 - ``GET /`` the page; ``GET /static/app.js``, ``/static/style.css``
 - ``GET /api/models`` the task and model menus with model cards
 - ``GET /api/samples`` bundled sample names; ``GET /samples/NAME`` one sample's bytes
-- ``POST /api/restore?model=KEY&tile=N&overlap=N&tta=0|1&precision=P&filename=NAME`` with the image
+- ``POST /api/restore?model=KEY&tile=N&tile_overlap=N&tta=0|1&precision=P&filename=NAME`` with the image
   file as the body -> ``{"id": ...}``
 - ``GET /api/jobs/ID`` state; ``/api/jobs/ID/before.png``, ``/after.png`` 8-bit previews;
   ``/api/jobs/ID/result`` the restored file in its original format and bit depth
@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..errors import RestorekitError
+from ..inference import RestoreOptions
 from .jobs import Catalogue, JobRunner, Options, list_samples, sample_file
 
 log = logging.getLogger("restorekit.ui")
@@ -236,12 +237,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         data = self.rfile.read(length) if length else b""
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
-        options = Options(
-            tile=_int(query, "tile"),
-            tile_overlap=_int(query, "overlap"),
-            tta=query.get("tta", "0") in ("1", "true", "on"),
-            precision=query.get("precision", "fp32"),
-        )
+        restore = RestoreOptions(tile=_int(query, "tile"), tile_overlap=_int(query, "tile_overlap"),
+                                 tta=query.get("tta", "0") in ("1", "true", "on"))
+        options = Options(restore, precision=query.get("precision", "fp32"))
         job = self.server.runner.submit(data, query.get("filename", "image.png"), query.get("model", ""), options)
         self._json({"id": job.id}, HTTPStatus.ACCEPTED)
 

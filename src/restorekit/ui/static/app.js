@@ -124,7 +124,7 @@ $("run").addEventListener("click", async () => {
   $("empty").hidden = false;
   setState("running");
   const query = new URLSearchParams({
-    model: $("model").value, tile: $("tile").value, overlap: $("overlap").value,
+    model: $("model").value, tile: $("tile").value, tile_overlap: $("tile-overlap").value,
     tta: $("tta").checked ? "1" : "0", precision: $("precision").value, filename: picked.name,
   });
   try {
