@@ -11,7 +11,8 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from restorekit.conventions import MetricConvention
-from restorekit.metrics import measure, prepare, psnr, rgb_to_y, ssim
+from restorekit.imageio import luma
+from restorekit.metrics import measure, prepare, psnr, rgb_to_y, ssim, studio_range
 
 RGB_FLOAT = MetricConvention(y_channel=False, crop_border=0, uint8=False, ssim="2d")
 
@@ -31,6 +32,16 @@ def test_rgb_to_y_matches_matlab_formula() -> None:
     assert torch.allclose(y, torch.tensor(expected), atol=1e-4)
     with pytest.raises(ValueError):
         rgb_to_y(torch.rand(2, 4, 4))
+
+
+def test_matlab_y_is_the_one_luma_on_the_studio_range() -> None:
+    # The decoder's luma (grey training data, a grey model's input) and the metrics' MATLAB Y are one rule
+    # on two ranges; eval maps a grey model's output with studio_range before a Y-channel comparison.
+    rgb = np.random.default_rng(3).random((17, 19, 3))
+    full = torch.from_numpy(luma(rgb.astype(np.float32)).astype(np.float64)).permute(2, 0, 1)
+    matlab = rgb_to_y(torch.from_numpy(rgb).permute(2, 0, 1))
+    assert torch.allclose(studio_range(full), matlab, atol=1e-6)
+    assert not torch.allclose(full, matlab, atol=1e-2)  # the ranges really differ (0.86x contrast + offset)
 
 
 def test_psnr_matches_numpy_formula() -> None:

@@ -416,25 +416,27 @@ def _read_16bit_colour(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(array[..., ::-1]), None
 
 
-# ITU-R BT.601 luma weights in 1/65536 units: Pillow's own ``convert("L")`` fixed point, so the luma of an
-# 8-bit image is bit-identical to Pillow's; the same integer rule applies to 16-bit pixels at 16 bits.
-_LUMA_WEIGHTS = (19595, 38470, 7471)
+# The one luma rule: ITU-R BT.601 weights on the full range. Grey training data, a grey model's input
+# in restore and eval, and the Y/Cb/Cr split in inference/pipeline.py all use it. (MATLAB's Y, on which
+# the SR metrics compare, is the same luma on the studio range: ``restorekit.metrics.studio_range``.)
+BT601_LUMA = (0.299, 0.587, 0.114)
+# The same weights in 1/65536 units, which is Pillow's own ``convert("L")`` fixed point (19595, 38470,
+# 7471), so the luma of an 8-bit image is bit-identical to Pillow's; 16-bit pixels get it at 16 bits.
+_LUMA_FIXED = tuple(round(w * 65536) for w in BT601_LUMA)
 
 
 def luma(pixels: np.ndarray) -> np.ndarray:
-    """``H x W x 1`` ITU-R 601 luma of ``H x W x 3`` pixels, in the same dtype (full range, rounded).
+    """``H x W x 1`` BT.601 luma (:data:`BT601_LUMA`) of ``H x W x 3`` pixels, in the same dtype (full range).
 
     Integers: ``(19595 R + 38470 G + 7471 B + 32768) >> 16``, exactly Pillow's ``L`` for uint8.
-    Floats: the same weights, unrounded. (The metrics' MATLAB Y on 16-235 is a different thing:
-    ``restorekit.metrics.rgb_to_y``.)
+    Floats: ``0.299 R + 0.587 G + 0.114 B``, unrounded.
     """
     if pixels.shape[-1] != 3:
         raise ImageError(f"luma needs 3 channels, got {pixels.shape[-1]}")
     if pixels.dtype.kind == "f":
-        weights = np.asarray(_LUMA_WEIGHTS, dtype=np.float32) / 65536.0
-        return (pixels.astype(np.float32) @ weights)[..., None]
+        return (pixels.astype(np.float32) @ np.asarray(BT601_LUMA, dtype=np.float32))[..., None]
     wide = pixels.astype(np.int64)
-    y = (wide[..., 0] * _LUMA_WEIGHTS[0] + wide[..., 1] * _LUMA_WEIGHTS[1] + wide[..., 2] * _LUMA_WEIGHTS[2]
+    y = (wide[..., 0] * _LUMA_FIXED[0] + wide[..., 1] * _LUMA_FIXED[1] + wide[..., 2] * _LUMA_FIXED[2]
          + 0x8000) >> 16
     return y.astype(pixels.dtype)[..., None]
 

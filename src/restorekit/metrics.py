@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .conventions import MetricConvention
 
-__all__ = ["measure", "prepare", "psnr", "rgb_to_y", "ssim"]
+__all__ = ["measure", "prepare", "psnr", "rgb_to_y", "ssim", "studio_range"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr, for R, G, B in [0, 1]
 _WINDOW = 11
@@ -54,6 +54,16 @@ def rgb_to_y(image: torch.Tensor) -> torch.Tensor:
     r, g, b = image.unbind(dim=-3)
     y = 16.0 + _Y_WEIGHTS[0] * r + _Y_WEIGHTS[1] * g + _Y_WEIGHTS[2] * b
     return (y / 255.0).unsqueeze(-3)
+
+
+def studio_range(luma: torch.Tensor) -> torch.Tensor:
+    """MATLAB's Y of an image whose full-range BT.601 luma (:func:`restorekit.imageio.luma`) is ``luma``.
+
+    ``rgb2ycbcr``'s weights are BT.601's times 219 (65.481 = 219 x 0.299, ...), so its Y is the full-range
+    luma squeezed to 16..235: ``(16 + 219 luma) / 255``. A grey model restores full-range luma (what it
+    trained on and what restore gives it); this maps its output to what the Y-channel metrics compare.
+    """
+    return (16.0 + 219.0 * luma) / 255.0
 
 
 def _as_batch(image: torch.Tensor, name: str) -> torch.Tensor:

@@ -45,6 +45,8 @@ def pick_device(name: str | torch.device = "auto", local_rank: int = 0, distribu
     ``cuda`` pick ``cuda:<local_rank>``). ``distributed``: a multi-process run, which ``auto`` keeps off
     MPS (there is no MPS process group).
     """
+    if isinstance(name, torch.device) and name.type == "cpu":
+        return name
     text = str(name)
     if text not in DEVICES and not text.startswith("cuda:"):
         raise DeviceError(f"unknown device {text!r}; choose one of {', '.join(DEVICES)} or cuda:N")
