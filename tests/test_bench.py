@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from restorekit.archs import bicubic_pp, vapsr
-from restorekit.bench import BenchResult, bench_model, format_table, parse_size, time_callable
+from restorekit.bench import BenchOptions, BenchResult, bench_model, format_table, parse_size, time_callable
 from restorekit.complexity import count_macs, count_params
 from restorekit.errors import RestorekitError
 from restorekit.model import build_model
@@ -46,7 +46,7 @@ def test_time_callable_counts_runs_and_measures_memory(device: torch.device) -> 
 def test_bench_model_reports_consistent_numbers(device: torch.device) -> None:
     model = tiny_vapsr()
     params, macs = count_params(model), count_macs(model, 12, 16)
-    result = bench_model(model, "tiny", 16, 12, runs=3, warmup=1, device=device)
+    result = bench_model(model, "tiny", 16, 12, BenchOptions(runs=3, warmup=1, device=device))
     assert isinstance(result, BenchResult)
     assert result.params == params and result.macs == macs and result.size == "16x12"
     assert result.min_ms <= result.median_ms
@@ -61,13 +61,26 @@ def test_bench_onnx_backend_runs(device: torch.device) -> None:
     if device.type != "cpu":
         pytest.skip("ONNX backend timing on CPU only here")
     model = build_model("bicubic_pp", bicubic_pp.Config(channels=4)).eval()
-    result = bench_model(model, "bpp", 10, 8, backend="onnx", runs=2, warmup=1)
+    result = bench_model(model, "bpp", 10, 8, BenchOptions(backend="onnx", runs=2, warmup=1))
     assert result.backend == "onnx" and result.median_ms > 0
 
 
-def test_bench_rejects_unknown_backend() -> None:
+def test_bench_options_are_checked_against_the_one_tables(capsys: pytest.CaptureFixture) -> None:
+    from restorekit import cli
+    from restorekit.inference.runner import PRECISIONS
+
     with pytest.raises(RestorekitError, match="backend"):
-        bench_model(tiny_vapsr(), "tiny", 8, 8, backend="tensorrt")
+        BenchOptions(backend="eager")  # the eager PyTorch backend is called "torch", as in `restore --backend`
+    for precision in PRECISIONS:
+        assert BenchOptions(precision=precision).precision == precision
+    with pytest.raises(RestorekitError, match="precision"):
+        BenchOptions(precision="fp8")
+    with pytest.raises(RestorekitError, match="ONNX"):
+        BenchOptions(backend="onnx", precision="bf16")
+    with pytest.raises(RestorekitError, match="--runs"):
+        BenchOptions(runs=0)
+    assert cli.main(["bench", "vapsr-x4", "--precision", "fp8"]) == 2  # refused before any model is built
+    assert "fp32, fp16, bf16" in capsys.readouterr().err
 
 
 def test_bench_cli_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -153,12 +166,12 @@ def test_bench_cli_psnr_needs_bicubic_psnr(capsys: pytest.CaptureFixture) -> Non
 
 def test_bench_progress_covers_warm_up_and_each_timed_run(capsys: pytest.CaptureFixture) -> None:
     model = tiny_vapsr()
-    bench_model(model, "tiny", 16, 12, runs=3, warmup=2, progress=True)
+    bench_model(model, "tiny", 16, 12, BenchOptions(runs=3, warmup=2, progress=True))
     err = capsys.readouterr().err
     assert "tiny: warm-up" in err and "tiny: timed runs" in err and "5/5" in err
     assert " ms]" in err  # each timed run shows its time
-    bench_model(model, "tiny", 16, 12, runs=3, warmup=2, progress=None)  # stderr is not a terminal here
-    bench_model(model, "tiny", 16, 12, runs=3, warmup=2)  # the library default: silent
+    bench_model(model, "tiny", 16, 12, BenchOptions(runs=3, warmup=2, progress=None))  # stderr is not a terminal here
+    bench_model(model, "tiny", 16, 12, BenchOptions(runs=3, warmup=2))  # the library default: silent
     assert capsys.readouterr().err == ""
 
 

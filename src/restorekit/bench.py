@@ -42,13 +42,13 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import write_text_atomic
 from .errors import RestorekitError
+from .export import PRECISIONS as ONNX_PRECISIONS  # torch-free: what an ONNX export can be asked for
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-BACKENDS = ("eager", "compile", "onnx")
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # name -> torch dtype attribute
+BACKENDS = ("torch", "compile", "onnx")  # "torch": eager PyTorch, as in `restorekit restore --backend`
 
 
 @dataclass
@@ -249,89 +249,115 @@ def resolve_model(name: str, tlc: bool | None = None) -> tuple[nn.Module, list[s
     return load(name, tlc=tlc), ["weights from file"]
 
 
-def bench_model(
-    model: nn.Module,
-    name: str,
-    width: int,
-    height: int,
-    backend: str = "eager",
-    precision: str = "fp32",
-    device: str | torch.device = "cpu",
-    runs: int = 10,
-    warmup: int = 2,
-    batch: int = 1,
-    channels_last: bool = False,
-    notes: list[str] | None = None,
-    progress: bool | None = False,
-) -> BenchResult:
-    """Benchmark one model; see the module docstring for the protocol.
+@dataclass(frozen=True)
+class BenchOptions:
+    """How ``bench_model`` times a model: the run options of ``restorekit bench``.
 
-    ``progress``: a bar over the warm-up and timed calls (None: only when stderr is a terminal).
+    ``backend``: ``torch`` (eager PyTorch, the name ``restorekit restore --backend`` uses), ``compile``
+    (``torch.compile`` of it) or ``onnx`` (ONNX Runtime on a temporary export; fp32 and fp16).
+    ``precision``: a name of ``inference.runner.PRECISIONS``; model and input are cast to it (no
+    autocast: what a deployment in that precision runs). ``device``: cpu, cuda, cuda:N or mps.
+    ``runs`` timed calls after ``warmup`` untimed ones, on batches of ``batch`` images.
+    ``channels_last``: run the torch/compile backends in that memory format. ``progress``: a bar over
+    the warm-up and timed calls (None: only when stderr is a terminal).
+    """
+
+    backend: str = "torch"
+    precision: str = "fp32"
+    device: str | torch.device = "cpu"
+    runs: int = 10
+    warmup: int = 2
+    batch: int = 1
+    channels_last: bool = False
+    progress: bool | None = False
+
+    def __post_init__(self) -> None:
+        from .inference.runner import PRECISIONS
+
+        if self.backend not in BACKENDS:
+            raise RestorekitError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise RestorekitError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.backend == "onnx" and self.precision not in ONNX_PRECISIONS:
+            raise RestorekitError(f"the ONNX backend supports {', '.join(ONNX_PRECISIONS)}, not {self.precision}")
+        if self.runs < 1:
+            raise RestorekitError("--runs must be at least 1")
+
+
+def bench_model(
+    model: nn.Module, name: str, width: int, height: int, options: BenchOptions | None = None,
+    notes: list[str] | None = None,
+) -> BenchResult:
+    """Benchmark one model on ``width x height`` inputs; see the module docstring for the protocol.
+
+    ``name`` labels the result and the progress bar; ``notes`` are carried into the result.
     """
     import torch
 
     from .complexity import count_macs, count_params
     from .inference.runner import pick_device
 
-    if backend not in BACKENDS:
-        raise RestorekitError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if precision not in PRECISIONS:
-        raise RestorekitError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    options = options or BenchOptions()
     # an unavailable device is a one-line error here, not an AssertionError from model.to()
-    device = pick_device(device) if isinstance(device, str) else device
+    device = pick_device(options.device)
     notes = list(notes or [])
     channels = int(getattr(getattr(model, "config", None), "in_channels", 3))
     params = count_params(model)
-    macs = count_macs(model.to("cpu"), height, width, channels) if device.type == "cpu" else 0
-    dtype = getattr(torch, PRECISIONS[precision])
     model = model.to(device)
-    x = torch.rand(batch, channels, height, width, device=device)
-    if backend == "onnx":
-        import tempfile
-
-        from .export.onnx import OnnxRunner, export_onnx
-
-        if precision == "bf16":
-            raise RestorekitError("the ONNX backend supports fp32 and fp16")
-        tmp_dir = tempfile.mkdtemp(prefix="restorekit-bench-")
-        tmp = Path(tmp_dir) / "model.onnx"
-        export_onnx(model.to("cpu"), tmp, precision=precision)
-        fn: Callable[[torch.Tensor], Any] = OnnxRunner(tmp, device, threads=torch.get_num_threads())
-        shutil.rmtree(tmp_dir)  # the session holds the model in memory
-        x = x.float()
+    # counted in fp32 before any cast, on the device where the counter runs (not MPS)
+    macs = count_macs(model, height, width, channels) if device.type in ("cpu", "cuda") else 0
+    x = torch.rand(options.batch, channels, height, width, device=device)
+    if options.backend == "onnx":
+        fn, x = _onnx_callable(model, options.precision, device), x.float()
     else:
-        model = model.to(dtype)
-        x = x.to(dtype)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            x = x.contiguous(memory_format=torch.channels_last)
-            notes.append("channels_last")
-        fn = model
-        if backend == "compile":
-            fn = torch.compile(model)
-    if device.type == "cuda":
-        macs = count_macs(model.float(), height, width, channels) if macs == 0 else macs
-    times, peak_bytes, method = time_callable(fn, x, runs, warmup, progress=progress, name=name)
+        fn, x = _torch_callable(model, x, options, notes)
+    times, peak_bytes, method = time_callable(fn, x, options.runs, options.warmup, progress=options.progress,
+                                              name=name)
     median = statistics.median(times)
+    batch = options.batch
     return BenchResult(
-        model=name,
-        backend=backend,
-        precision=precision,
-        device=str(device),
-        threads=torch.get_num_threads(),
-        size=f"{width}x{height}",
-        batch=batch,
-        params=params,
-        macs=macs,
-        runs=runs,
-        median_ms=median * 1e3,
-        min_ms=min(times) * 1e3,
-        megapixels_per_s=batch * width * height / median / 1e6,
-        gmacs_per_s=batch * macs / median / 1e9,
-        peak_memory_mib=peak_bytes / 2**20,
-        memory_method=method,
-        notes=notes,
+        model=name, backend=options.backend, precision=options.precision, device=str(device),
+        threads=torch.get_num_threads(), size=f"{width}x{height}", batch=batch, params=params, macs=macs,
+        runs=options.runs, median_ms=median * 1e3, min_ms=min(times) * 1e3,
+        megapixels_per_s=batch * width * height / median / 1e6, gmacs_per_s=batch * macs / median / 1e9,
+        peak_memory_mib=peak_bytes / 2**20, memory_method=method, notes=notes,
     )
+
+
+def _onnx_callable(model: nn.Module, precision: str, device: torch.device) -> Callable[[torch.Tensor], Any]:
+    """``model`` exported to ONNX in ``precision`` and run by ONNX Runtime on ``device``."""
+    import tempfile
+
+    import torch
+
+    from .export.onnx import OnnxRunner, export_onnx
+
+    tmp_dir = tempfile.mkdtemp(prefix="restorekit-bench-")
+    try:
+        path = export_onnx(model.to("cpu"), Path(tmp_dir) / "model.onnx", precision=precision)
+        return OnnxRunner(path, device, threads=torch.get_num_threads())
+    finally:
+        shutil.rmtree(tmp_dir)  # the session holds the model in memory
+
+
+def _torch_callable(
+    model: nn.Module, x: torch.Tensor, options: BenchOptions, notes: list[str]
+) -> tuple[Callable[[torch.Tensor], Any], torch.Tensor]:
+    """``model`` and ``x`` cast to the precision (and memory format), compiled for ``compile``."""
+    import torch
+
+    from .inference.runner import PRECISIONS
+
+    dtype = PRECISIONS[options.precision]
+    model = model.to(dtype)
+    x = x.to(dtype)
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        x = x.contiguous(memory_format=torch.channels_last)
+        notes.append("channels_last")
+    if options.backend == "compile":
+        return torch.compile(model), x
+    return model, x
 
 
 def format_table(results: list[BenchResult]) -> str:
@@ -362,14 +388,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("models", nargs="+", metavar="MODEL", help="preset names (random weights) or weight files")
     parser.add_argument("--size", default="256x256", help="input W x H (default 256x256)")
-    parser.add_argument("--backend", choices=BACKENDS, default="eager")
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="torch (eager, default), compile (torch.compile) or onnx (ONNX Runtime; fp32/fp16)")
+    # no choices= here: the precision table (inference.runner.PRECISIONS) imports torch, which --help must not
+    parser.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or bf16; model and input cast to it")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 or mps")
     parser.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime intra-op threads (0: default)")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--channels-last", action="store_true", help="run eager/compile in channels_last")
+    parser.add_argument("--channels-last", action="store_true", help="run torch/compile in channels_last")
     tlc = parser.add_mutually_exclusive_group()
     tlc.add_argument("--tlc", dest="tlc", action="store_true", default=None)
     tlc.add_argument("--no-tlc", dest="tlc", action="store_false")
@@ -388,17 +416,16 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     width, height = parse_size(args.size)
-    if args.runs < 1:
-        raise RestorekitError("--runs must be at least 1")
     if (args.psnr is None) != (args.bicubic_psnr is None):
         raise RestorekitError("--psnr and --bicubic-psnr go together (the NTIRE23 score needs both)")
-    device = pick_device(args.device)  # before building any model: fail fast on an unavailable device
+    # before building any model: fail fast on an unavailable device or a bad option
+    options = BenchOptions(backend=args.backend, precision=args.precision, device=pick_device(args.device),
+                           runs=args.runs, warmup=args.warmup, batch=args.batch, channels_last=args.channels_last,
+                           progress=False if args.quiet else None)
     results = []
     for name in args.models:
         model, notes = resolve_model(name, args.tlc)
-        result = bench_model(model, name, width, height, args.backend, args.precision, device, args.runs,
-                             args.warmup, args.batch, args.channels_last, notes,
-                             progress=False if args.quiet else None)
+        result = bench_model(model, name, width, height, options, notes)
         if args.psnr is not None and int(getattr(model, "scale", 1)) > 1:
             result.rtsr_score = rtsr_score(args.psnr, args.bicubic_psnr, result.median_ms)
         results.append(result)
