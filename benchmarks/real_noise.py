@@ -34,7 +34,7 @@ import torch
 import restorekit
 from restorekit.conventions import RESTORATION_RGB
 from restorekit.data.datasets import list_images, pair_in_folder
-from restorekit.evaluate import evaluate, read_image
+from restorekit.evaluate import EvalData, evaluate, read_image
 from restorekit.metrics import measure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def main() -> None:
     report: dict[str, object] = {"model": args.model, "test": str(args.test), "torch": torch.__version__}
 
     pairs = pair_in_folder(args.test)
-    inputs = evaluate("input", args.test, paired=True).mean["psnr"]
+    inputs = evaluate("input", EvalData(args.test, paired=True)).mean["psnr"]
     outputs, seconds = [], []
     for noisy_path, clean_path in pairs:
         out, spent = run_model(model, read_image(noisy_path))

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from restorekit.evaluate import EvalResult, evaluate
+from restorekit.evaluate import EvalData, EvalResult, evaluate
 
 # (row label, model: preset name or "bicubic", scale)
 ROWS: list[tuple[str, str, int]] = [
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in args.datasets:
             root = args.data / dataset
             t0 = time.perf_counter()
-            results[(label, dataset)] = evaluate(model, root / "HR", lr_dir=root / "LR_bicubic" / f"X{scale}",
-                                                 scale=scale, dataset=dataset, device=args.device)
+            data = EvalData(root / "HR", lr_dir=root / "LR_bicubic" / f"X{scale}", scale=scale, dataset=dataset)
+            results[(label, dataset)] = evaluate(model, data, device=args.device)
             print(f"{label} {dataset}: {results[(label, dataset)].mean['psnr']:.2f} dB "
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 

@@ -138,15 +138,15 @@ def test_package_exports_still_resolve() -> None:
 def test_eval_progress_is_per_image_and_quiet_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 
-    from restorekit.evaluate import evaluate
+    from restorekit.evaluate import EvalData, evaluate
 
     for i in range(3):
         Image.new("RGB", (24, 24), (40 * i, 90, 200)).save(tmp_path / f"{i}.png")
-    evaluate("bicubic", tmp_path, scale=2, progress=True)
+    evaluate("bicubic", EvalData(tmp_path, scale=2), progress=True)
     err = capsys.readouterr().err
     assert "eval bicubic" in err and "3/3" in err and "<" in err  # "elapsed<remaining": the ETA
-    evaluate("bicubic", tmp_path, scale=2, progress=None)  # stderr here is not a terminal
-    evaluate("bicubic", tmp_path, scale=2, progress=False)
+    evaluate("bicubic", EvalData(tmp_path, scale=2), progress=None)  # stderr here is not a terminal
+    evaluate("bicubic", EvalData(tmp_path, scale=2), progress=False)
     assert capsys.readouterr().err == ""
     assert main(["eval", "bicubic", "--hr", str(tmp_path), "--scale", "2", "--quiet"]) == 0
     captured = capsys.readouterr()

@@ -22,7 +22,7 @@ from PIL import Image
 import restorekit
 from restorekit.archs import bicubic_pp, hinet, nafnet, rednet, vapsr
 from restorekit.conventions import MetricConvention
-from restorekit.evaluate import evaluate
+from restorekit.evaluate import EvalData, evaluate
 from restorekit.model import RestorationModel, build_model
 from restorekit.tlc import convert_to_local
 
@@ -78,7 +78,7 @@ def test_eval_and_restore_give_identical_pixels_on_unaligned_sizes(case: str, tm
         assert np.asarray(out).std() > 1, "a random model should not give a flat image"
 
     convention = MetricConvention(y_channel=False, crop_border=0, uint8=True, ssim="2d")
-    result = evaluate(model, restored, lr_dir=inputs, scale=model.scale, convention=convention)
+    result = evaluate(model, EvalData(restored, lr_dir=inputs, scale=model.scale), convention=convention)
     assert len(result.images) == 1
     psnr = result.images[0].psnr
     assert math.isinf(psnr), f"{case}: eval's output differs from restore's (PSNR {psnr:.2f} dB, identical = inf)"

@@ -18,7 +18,7 @@ from torch import nn
 from restorekit.cli import main
 from restorekit.conventions import MetricConvention
 from restorekit.errors import ConfigError, ImageError
-from restorekit.evaluate import evaluate, guess_dataset, read_image
+from restorekit.evaluate import EvalData, evaluate, guess_dataset, read_image
 
 
 def _write(path: Path, array: np.ndarray) -> Path:
@@ -61,12 +61,12 @@ def test_pairing_tolerates_scale_suffix_and_lists_unmatched(tmp_path: Path) -> N
         Image.fromarray(pixels).save(hr_dir / name)
     for name in ("babyx4.png", "bird_x4.png", "head.png"):
         Image.fromarray(pixels[:6, :6]).save(lr_dir / name)
-    result = evaluate("bicubic", hr_dir, lr_dir=lr_dir, scale=4)
+    result = evaluate("bicubic", EvalData(hr_dir, lr_dir=lr_dir, scale=4))
     assert [image.name for image in result.images] == ["baby", "bird", "head"]
     Image.fromarray(pixels).save(hr_dir / "woman.png")
     Image.fromarray(pixels[:6, :6]).save(lr_dir / "zebrax4.png")
     with pytest.raises(ConfigError) as info:
-        evaluate("bicubic", hr_dir, lr_dir=lr_dir, scale=4)
+        evaluate("bicubic", EvalData(hr_dir, lr_dir=lr_dir, scale=4))
     assert "woman.png" in str(info.value) and "zebrax4.png" in str(info.value)
 
 
@@ -89,10 +89,10 @@ def test_synthetic_noise_is_deterministic_per_image(tmp_path: Path, device: torc
     for i in range(3):
         _write(tmp_path / "gt" / f"img{i}.png", _smooth_rgb(i, 30, 34))
     model = _Identity(3).to(device)
-    a = evaluate(model, tmp_path / "gt", degrade="awgn:25", seed=1)
-    b = evaluate(model, tmp_path / "gt", degrade="awgn:25", seed=1)
-    c = evaluate(model, tmp_path / "gt", degrade="awgn:25", seed=2)
-    limited = evaluate(model, tmp_path / "gt", degrade="awgn:25", seed=1, limit=2)
+    a = evaluate(model, EvalData(tmp_path / "gt", degrade="awgn:25", seed=1))
+    b = evaluate(model, EvalData(tmp_path / "gt", degrade="awgn:25", seed=1))
+    c = evaluate(model, EvalData(tmp_path / "gt", degrade="awgn:25", seed=2))
+    limited = evaluate(model, EvalData(tmp_path / "gt", degrade="awgn:25", seed=1, limit=2))
     assert [r.psnr for r in a.images] == [r.psnr for r in b.images]
     assert [r.psnr for r in a.images] != [r.psnr for r in c.images]
     assert [r.psnr for r in limited.images] == [r.psnr for r in a.images[:2]]  # by name, not by position
@@ -107,17 +107,17 @@ def test_channel_handling_grey_to_rgb_and_rgb_to_y(tmp_path: Path) -> None:
     _write(tmp_path / "grey" / "g.png", grey)
     _write(tmp_path / "rgb" / "c.png", _smooth_rgb(6))
     three = _Identity(3)
-    result = evaluate(three, tmp_path / "grey", degrade="awgn:0")
+    result = evaluate(three, EvalData(tmp_path / "grey", degrade="awgn:0"))
     assert three.seen[-1][1] == 3 and math.isinf(result.images[0].psnr)
     one = _Identity(1)
-    evaluate(one, tmp_path / "rgb", degrade="awgn:10")
+    evaluate(one, EvalData(tmp_path / "rgb", degrade="awgn:10"))
     assert one.seen[-1][1] == 1  # an RGB ground truth reaches a 1-channel model as its luma
 
 
 def test_bicubic_floor_matches_shipped_lr_and_literature(shared_data: Path) -> None:
     root = shared_data / "sr" / "Set5"
-    shipped = evaluate("bicubic", root / "HR", lr_dir=root / "LR_bicubic" / "X4", device="cpu")
-    synthetic = evaluate("bicubic", root / "HR", scale=4, device="cpu")  # LR made by our MATLAB imresize
+    shipped = evaluate("bicubic", EvalData(root / "HR", lr_dir=root / "LR_bicubic" / "X4"), device="cpu")
+    synthetic = evaluate("bicubic", EvalData(root / "HR", scale=4), device="cpu")  # LR made by our MATLAB imresize
     assert shipped.dataset == "Set5" and shipped.scale == 4
     assert abs(shipped.mean["psnr"] - synthetic.mean["psnr"]) < 0.01
     # the bicubic x4 Set5 row of every SR paper is 28.42 dB / 0.8104 (MATLAB, Y from uint8 rgb2ycbcr);
@@ -149,7 +149,7 @@ def test_cli_writes_json_and_table(shared_data: Path, tmp_path: Path, capsys: py
 def test_vapsr_x4_reproduces_paper(shared_weights: Path, shared_data: Path, device: torch.device) -> None:
     for dataset, psnr, ssim in (("Set5", 32.38, 0.8978), ("Set14", 28.77, 0.7852)):
         root = shared_data / "sr" / dataset
-        result = evaluate("vapsr-x4", root / "HR", lr_dir=root / "LR_bicubic" / "X4", device=device)
+        result = evaluate("vapsr-x4", EvalData(root / "HR", lr_dir=root / "LR_bicubic" / "X4"), device=device)
         assert result.paper == {"psnr": psnr, "ssim": ssim}
         assert result.mean["psnr"] == pytest.approx(psnr, abs=0.03), dataset
         assert result.mean["ssim"] == pytest.approx(ssim, abs=0.002), dataset
@@ -164,15 +164,15 @@ def test_real_models_weights_path_and_pre_upsampling(tmp_path: Path, device: tor
     for i in range(2):
         _write(tmp_path / "HR" / f"im{i}.png", _smooth_rgb(10 + i, 26, 31))  # odd sizes: mod-crop to 24x30
     vapsr = build_model("vapsr", get_family("vapsr").Config(scale=3, num_feat=8, num_block=1, d_atten=8)).eval().to(device)
-    result = evaluate(vapsr, tmp_path / "HR", degrade="bicubic:3")
+    result = evaluate(vapsr, EvalData(tmp_path / "HR", degrade="bicubic:3"))
     assert result.scale == 3 and result.model == "vapsr" and result.dataset == tmp_path.name
     assert all(math.isfinite(r.psnr) for r in result.images)
     # a scale-1, 1-channel network (RED-Net) on an SR set gets the bicubic-upsampled luma
     red = build_model("rednet", get_family("rednet").Config(depth=4, width=4)).eval().to(device)
-    sr = evaluate(red, tmp_path / "HR", scale=2)
+    sr = evaluate(red, EvalData(tmp_path / "HR", scale=2))
     assert sr.scale == 2 and len(sr.images) == 2
     with pytest.raises(ConfigError, match="x3"):
-        evaluate(vapsr, tmp_path / "HR", scale=2)
+        evaluate(vapsr, EvalData(tmp_path / "HR", scale=2))
     # paper lookup understands the dataset-xK / dataset-sigmaN keys of the zoo
     red_preset = get_preset("red30-gray")
     assert _lookup_paper(red_preset, "Set5", 3, None) == {"psnr": 33.82, "ssim": 0.9230}
@@ -203,7 +203,7 @@ def test_degrade_with_lr_is_refused(tmp_path: Path) -> None:
     for i in range(2):
         _write(tmp_path / "X2" / f"im{i}x2.png", _smooth_rgb(20 + i, 12, 12))
     with pytest.raises(ConfigError, match="cannot be combined with --lr"):
-        evaluate("bicubic", hr, lr_dir=tmp_path / "X2", degrade="awgn:5", scale=2, device="cpu")
+        evaluate("bicubic", EvalData(hr, lr_dir=tmp_path / "X2", degrade="awgn:5", scale=2), device="cpu")
 
 
 def test_limit_makes_the_paper_comparison_a_note(tmp_path: Path) -> None:
@@ -214,9 +214,9 @@ def test_limit_makes_the_paper_comparison_a_note(tmp_path: Path) -> None:
     hr = _tiny_hr(tmp_path / "HR")
     model = build_model("vapsr", get_family("vapsr").Config(scale=4, num_feat=8, num_block=1, d_atten=8),
                         PRESETS["vapsr-x4"]).eval()
-    whole = evaluate(model, hr, dataset="Set5")
+    whole = evaluate(model, EvalData(hr, dataset="Set5"))
     assert whole.paper is not None and "(ours " in whole.table() and whole.to_json()["comparable"] is True
-    subset = evaluate(model, hr, dataset="Set5", limit=1)
+    subset = evaluate(model, EvalData(hr, limit=1, dataset="Set5"))
     table = subset.table()
     assert "not comparable: subset of 1 of 2 images" in table and "(ours " not in table
     assert "32.38" in table  # the paper's number is still shown
@@ -259,7 +259,8 @@ def test_sixteen_bit_colour_keeps_its_levels_in_eval_and_training(tmp_path: Path
     # 20 log10(65535) = 96.3 dB; cut to 8 bits, the two files would mostly read the same
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "ramp.png").write_bytes(encode_png16(ramp + 1))
-    result = evaluate(_Identity(3), tmp_path / "gt", lr_dir=tmp_path / "in", convention=MetricConvention(uint8=False))
+    result = evaluate(_Identity(3), EvalData(tmp_path / "gt", lr_dir=tmp_path / "in"),
+                      convention=MetricConvention(uint8=False))
     assert result.images[0].psnr == pytest.approx(20 * math.log10(65535), abs=0.05)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import restorekit
-from restorekit.evaluate import evaluate
+from restorekit.evaluate import EvalData, evaluate
 from restorekit.inference import TorchBackend
 
 pytestmark = [
@@ -22,10 +22,8 @@ pytestmark = [
 def test_half_precision_vapsr_x4_set5_matches_fp32(precision: str, shared_data: Path, shared_weights: Path) -> None:
     set5 = shared_data / "sr" / "Set5"
     model = restorekit.load("vapsr-x4", device="cuda")
-    results = {
-        p: evaluate(TorchBackend(model, p), set5 / "HR", lr_dir=set5 / "LR_bicubic" / "X4", scale=4).mean["psnr"]
-        for p in ("fp32", precision)
-    }
+    data = EvalData(set5 / "HR", lr_dir=set5 / "LR_bicubic" / "X4", scale=4)
+    results = {p: evaluate(TorchBackend(model, p), data).mean["psnr"] for p in ("fp32", precision)}
     limit = 0.05 if precision == "fp16" else 0.15  # bf16 keeps 8 mantissa bits, fp16 keeps 11
     assert abs(results[precision] - results["fp32"]) < limit, results
 

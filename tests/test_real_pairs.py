@@ -13,7 +13,7 @@ from restorekit.cli import main
 from restorekit.data.build import MixedDataset, make_train_set
 from restorekit.data.datasets import SampleKey, pair_in_folder
 from restorekit.errors import ConfigError
-from restorekit.evaluate import evaluate
+from restorekit.evaluate import EvalData, evaluate
 from restorekit.train.config import config_from_dict
 
 
@@ -88,14 +88,14 @@ def test_mixture_parts_must_share_a_patch_size(tmp_path: Path) -> None:
 
 def test_eval_pairs_scores_inputs_and_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = _pair_folder(tmp_path / "pairs", sigma=8.0)
-    result = evaluate("input", root, paired=True)
+    result = evaluate("input", EvalData(root, paired=True))
     assert len(result.images) == 3
     # sigma 8 Gaussian noise on 0-255: about 30 dB, measured on the noisy files against the clean ones
     assert 29.0 < result.mean["psnr"] < 31.5
     assert main(["eval", "input", "--pairs", str(root), "--no-progress"]) == 0
     assert "noisy/clean pairs" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="--pairs"):
-        evaluate("input", root, paired=True, degrade="awgn:5")
+        evaluate("input", EvalData(root, paired=True, degrade="awgn:5"))
 
 
 def test_default_denoiser_removes_real_camera_noise(shared_data: Path, device: torch.device) -> None:

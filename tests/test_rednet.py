@@ -308,7 +308,7 @@ def test_eval_feeds_a_grey_scale1_model_the_upscaled_luminance_and_the_noisy_ima
     # proof that eval feeds a grey scale-1 model the MATLAB-bicubic-upscaled luminance and the noisy grey image
     from restorekit.data.datasets import read_image
     from restorekit.data.degrade import parse_degradation
-    from restorekit.evaluate import evaluate
+    from restorekit.evaluate import EvalData, evaluate
     from restorekit.metrics import measure, rgb_to_y
 
     _, weights = _grey_red(tmp_path, identity=True)
@@ -316,13 +316,13 @@ def test_eval_feeds_a_grey_scale1_model_the_upscaled_luminance_and_the_noisy_ima
     for i in range(2):
         smooth = F.interpolate(torch.from_numpy(rng.random((1, 3, 6, 7))), size=(36, 41), mode="bicubic")[0]
         _save_png(tmp_path / "HR" / f"im{i}.png", (smooth.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8))
-    red = evaluate(str(weights), tmp_path / "HR", scale=3, device="cpu")
+    red = evaluate(str(weights), EvalData(tmp_path / "HR", scale=3), device="cpu")
     assert red.scale == 3 and red.convention.y_channel  # crop_border None: crop = scale
     for result, i in zip(red.images, range(2)):
         hr = rgb_to_y(read_image(tmp_path / "HR" / f"im{i}.png", 3))[:, :36, :39]  # MATLAB Y, mod-cropped to x3
         upscaled = imresize(parse_degradation("bicubic:3")(hr, None), size=(36, 39)).clamp(0, 1)
         assert result.psnr == pytest.approx(measure(upscaled, hr, red.convention, scale=3)["psnr"], abs=1e-9)
-    noisy = evaluate(str(weights), tmp_path / "HR", degrade="awgn:25", device="cpu")
+    noisy = evaluate(str(weights), EvalData(tmp_path / "HR", degrade="awgn:25"), device="cpu")
     assert noisy.scale == 1 and 18 < noisy.images[0].psnr < 24  # sigma 25 costs about 20.2 dB
 
 

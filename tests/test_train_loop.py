@@ -545,11 +545,12 @@ def test_validation_psnr_equals_eval_psnr_of_the_exported_weights(sr_data: Path,
     """One evaluator: the run's last validation and `restorekit eval` of its final weights on the same
     images under the same convention give the same number."""
     from restorekit.conventions import SR_Y
-    from restorekit.evaluate import evaluate
+    from restorekit.evaluate import EvalData, evaluate
 
     raw = tiny_config(sr_data, tmp_path / "runs", train={"total_steps": 4}, val={"convention": "sr_y"})
     raw["data"]["val"] = {"gt": str(sr_data / "val/gt"), "lq": str(sr_data / "val/lq")}
     result = train(config_from_dict(raw))
-    measured = evaluate(result.weights, sr_data / "val/gt", lr_dir=sr_data / "val/lq", convention=SR_Y, device="cpu")
+    measured = evaluate(result.weights, EvalData(sr_data / "val/gt", lr_dir=sr_data / "val/lq"), convention=SR_Y,
+                        device="cpu")
     assert measured.mean["psnr"] == pytest.approx(result.metrics["psnr"], abs=1e-9)
     assert measured.mean["ssim"] == pytest.approx(result.metrics["ssim"], abs=1e-9)

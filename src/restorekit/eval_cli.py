@@ -1,4 +1,4 @@
-"""``restorekit eval``: its options and its run, over :func:`restorekit.evaluate.evaluate`.
+"""``restorekit eval``: its options and its run, over :func:`restorekit.evaluate.evaluate` and its ``EvalData``.
 
 The evaluator (and with it PyTorch) is imported when the verb runs, so ``restorekit eval --help``
 answers at once. ``restorekit.evaluate`` states the protocol.
@@ -59,14 +59,12 @@ def _overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """``restorekit eval``: print the per-image table and the mean (and the paper's number), optionally write JSON."""
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    from .evaluate import evaluate, write_json_atomic
+    from .evaluate import EvalData, evaluate, write_json_atomic
 
-    result = evaluate(args.model, args.pairs or args.hr, lr_dir=args.lr, scale=args.scale, degrade=args.degrade,
-                      seed=args.seed, dataset=args.dataset, device=args.device, limit=args.limit,
-                      progress=False if args.no_progress else None, overrides=_overrides_from_args(args),
-                      paired=args.pairs is not None)
+    data = EvalData(args.pairs or args.hr, lr_dir=args.lr, paired=args.pairs is not None, degrade=args.degrade,
+                    scale=args.scale, seed=args.seed, limit=args.limit, dataset=args.dataset)
+    result = evaluate(args.model, data, overrides=_overrides_from_args(args), device=args.device,
+                      progress=False if args.no_progress else None)
     print(result.table())
     if args.json is not None:
         write_json_atomic(result.to_json(), args.json)

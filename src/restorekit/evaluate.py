@@ -232,64 +232,100 @@ def _lookup_paper(preset: Any, dataset: str | None, scale: int, degradation: Deg
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EvalData:
+    """What an evaluation measures: the ground truths and how their inputs come (``restorekit eval``'s
+    data options).
+
+    ``hr_dir``: the ground-truth folder. ``lr_dir``: the inputs, paired with the ground truths by name;
+    without it, inputs are made from the ground truths with ``degrade`` (a spec such as ``awgn:25``
+    or a ``Degradation``; default ``bicubic:<scale>`` for SR). ``paired``: ``hr_dir`` holds noisy/clean
+    pairs of a restoration task in one folder, matched by name (PolyU's ``<scene>_real``/``<scene>_mean``,
+    SIDD's ``NOISY``/``GT``); no synthetic degradation. ``scale``: the SR factor (default: the model's,
+    else the degradation's). ``seed``: of random degradations, per image by name. ``limit``: measure the
+    first N images only. ``dataset``: the name used to look up the paper's number (default: guessed from
+    the folder, ``.../Set5/HR`` -> ``Set5``).
+    """
+
+    hr_dir: str | Path
+    lr_dir: str | Path | None = None
+    paired: bool = False
+    degrade: str | Degradation | None = None
+    scale: int | None = None
+    seed: int = 0
+    limit: int | None = None
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        # folders kept as Paths, whatever the caller passed (frozen: set through object)
+        object.__setattr__(self, "hr_dir", Path(self.hr_dir))
+        if self.lr_dir is not None:
+            object.__setattr__(self, "lr_dir", Path(self.lr_dir))
+        if self.paired and (self.lr_dir is not None or self.degrade is not None):
+            raise ConfigError("--pairs reads inputs and ground truths from one folder; drop --lr/--degrade")
+        if self.lr_dir is not None and self.degrade is not None:
+            raise ConfigError("--degrade makes inputs from the HR images; it cannot be combined with --lr")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
+
+    def degradation(self) -> Degradation | None:
+        """``degrade`` parsed (None: inputs are read, or the default is chosen once the scale is known)."""
+        return parse_degradation(self.degrade) if isinstance(self.degrade, str) else self.degrade
+
+    def describe_input(self, degradation: Degradation | None) -> str:
+        """Where the inputs came from, as the result reports it."""
+        if self.paired:
+            return f"noisy/clean pairs in {self.hr_dir}"
+        if self.lr_dir is not None:
+            return str(self.lr_dir)
+        assert degradation is not None  # _data_scale gives inputs made from ground truths a degradation
+        return f"{degradation.describe()} of {self.hr_dir} (seed {self.seed})"
+
+
 def evaluate(
     model: Any,
-    hr_dir: str | Path,
-    lr_dir: str | Path | None = None,
-    scale: int | None = None,
-    degrade: str | Degradation | None = None,
+    data: EvalData,
+    *,
     convention: MetricConvention | None = None,
-    seed: int = 0,
-    dataset: str | None = None,
-    device: str | torch.device | None = None,
-    limit: int | None = None,
-    progress: bool | None = False,
     overrides: dict[str, Any] | None = None,
-    paired: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool | None = False,
 ) -> EvalResult:
-    """Measure PSNR/SSIM of ``model`` on the images of ``hr_dir``.
+    """Measure PSNR/SSIM of ``model`` on ``data`` (:class:`EvalData`: the images and how inputs come).
 
     ``model``: a :class:`~restorekit.RestorationModel`, a preset name or weights path (loaded with
-    :func:`restorekit.load`), or ``"bicubic"`` (the MATLAB-bicubic floor; needs ``scale``, a
-    ``bicubic:K`` degradation, or an LR folder named ``X<K>``). ``lr_dir``: the inputs, paired with
-    the HR files by name; without it, inputs are made from the HR images with ``degrade`` (default
-    ``bicubic:<scale>`` for SR). ``convention``: the metric convention (default: the preset's, else
-    Y/crop=scale for SR and RGB/crop 0 otherwise). ``dataset``: the name used to look up the paper's
-    number (default: guessed from the folder, ``.../Set5/HR`` -> ``Set5``). ``overrides``: fields of
-    :class:`MetricConvention` replaced on top of that convention (what ``--y/--crop/--float/--ssim`` set).
-    ``device`` is where a model named by string is loaded; a model object is used where it already is.
-    ``paired``: ``hr_dir`` holds noisy/clean pairs of a restoration task in one folder, matched by name
-    (PolyU's ``<scene>_real``/``<scene>_mean``, SIDD's ``NOISY``/``GT``); no synthetic degradation.
-    ``model`` may also be ``"input"``, which scores the inputs themselves.
+    :func:`restorekit.load`), ``"bicubic"`` (the MATLAB-bicubic floor; needs ``data.scale``, a
+    ``bicubic:K`` degradation, or an LR folder named ``X<K>``) or ``"input"`` (scores the inputs
+    themselves). ``convention``: the metric convention (default: the preset's, else Y/crop=scale for
+    SR and RGB/crop 0 otherwise). ``overrides``: fields of :class:`MetricConvention` replaced on top of
+    that convention (what ``--y/--crop/--float/--ssim`` set). ``device`` is where a model named by
+    string is loaded; a model object is used where it already is. ``progress``: a per-image bar
+    (None: only when stderr is a terminal).
     """
-    hr_dir = Path(hr_dir)
-    lr_path = Path(lr_dir) if lr_dir is not None else None
-    if paired and (lr_path is not None or degrade is not None):
-        raise ConfigError("--pairs reads inputs and ground truths from one folder; drop --lr/--degrade")
-    if lr_path is not None and degrade is not None:
-        raise ConfigError("--degrade makes inputs from the HR images; it cannot be combined with --lr")
-    degradation = parse_degradation(degrade) if isinstance(degrade, str) else degrade
-    net, dev = _pick_model(model, scale, degradation, lr_path, _resolve_device(device))
+    hr_dir = Path(data.hr_dir)  # already a Path: spelled out for the type checker
+    lr_path = Path(data.lr_dir) if data.lr_dir is not None else None
+    degradation = data.degradation()
+    net, dev = _pick_model(model, data.scale, degradation, lr_path, _resolve_device(device))
 
     model_scale = int(net.scale)
-    data_scale, degradation = _data_scale(net, model, scale, degradation, lr_path is None and not paired)
+    data_scale, degradation = _data_scale(net, model, data.scale, degradation, lr_path is None and not data.paired)
 
     preset = getattr(net, "preset", None)
-    convention = _pick_convention(convention, preset, data_scale, paired, overrides)
+    convention = _pick_convention(convention, preset, data_scale, data.paired, overrides)
     name = _model_name(net, model, preset)
-    dataset = dataset or guess_dataset(hr_dir)
+    dataset = data.dataset or guess_dataset(hr_dir)
     in_channels = int(net.in_channels)
     if in_channels not in (1, 3):
         raise ConfigError(f"model {name} takes {in_channels} channels; evaluation supports 1 (grey/Y) or 3 (RGB)")
-    pairs = _list_pairs(hr_dir, lr_path, paired, data_scale, name)
+    pairs = _list_pairs(hr_dir, lr_path, data.paired, data_scale, name)
     total = len(pairs)
-    if limit is not None:
-        pairs = pairs[:limit]
+    if data.limit is not None:
+        pairs = pairs[: data.limit]
 
     results: list[ImageResult] = []
     iterator = _with_progress(pairs, name, progress)
     for hr_file, lr_file in iterator:
-        hr, lr = _load_pair(hr_file, lr_file, data_scale, in_channels, degradation, seed)
+        hr, lr = _load_pair(hr_file, lr_file, data_scale, in_channels, degradation, data.seed)
         if model_scale == 1 and data_scale > 1:
             lr = imresize(lr, size=(hr.shape[-2], hr.shape[-1]))  # pre-upsampling network: restores a bicubic upscale
         out = _restore(net, lr, dev)
@@ -300,15 +336,9 @@ def evaluate(
         if hasattr(iterator, "set_postfix"):
             iterator.set_postfix(psnr=f"{scores['psnr']:.2f}")
 
-    if paired:
-        source = f"noisy/clean pairs in {hr_dir}"
-    elif lr_path is not None:
-        source = str(lr_path)
-    else:
-        source = f"{degradation.describe()} of {hr_dir} (seed {seed})"  # type: ignore[union-attr]
     return EvalResult(
-        model=name, dataset=dataset, scale=data_scale, convention=convention, input=source, images=results,
-        paper=_lookup_paper(preset, dataset, data_scale, degradation),
+        model=name, dataset=dataset, scale=data_scale, convention=convention, input=data.describe_input(degradation),
+        images=results, paper=_lookup_paper(preset, dataset, data_scale, degradation),
         paper_convention=preset.convention if preset is not None else None, total=total,
     )
 
