@@ -176,6 +176,17 @@ def test_missing_weights_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
     assert code == 2 and "none.pth: no such weights file" in capsys.readouterr().err
 
 
+def test_precisions_come_from_the_one_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from restorekit import export
+    from restorekit.inference.runner import PRECISIONS
+
+    assert set(export.PRECISIONS) < set(PRECISIONS)  # ONNX: a subset (no bf16 export)
+    source = _save(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    code = main(["restore", str(source), "-o", str(tmp_path / "out"), "--precision", "fp8"])
+    assert code == 2 and ", ".join(PRECISIONS) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
 def test_restore_file_api(tmp_path: Path, tiny_sr: RestorationModel) -> None:
     source = _save(tmp_path / "a.png", (np.random.rand(6, 7, 3) * 255).astype(np.uint8))
     out = restorekit.restore_file(source, tmp_path / "out" / "a.webp", tiny_sr, format="webp",

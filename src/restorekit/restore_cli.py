@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="x8 self-ensemble (8x slower, usually a little better)")
     parser.add_argument("--tlc", action=argparse.BooleanOptionalAction, default=None,
                         help="test-time local converter for global pooling (default: the preset's)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    # no choices= here: the one precision table (inference.runner.PRECISIONS) imports torch, which --help must not
+    parser.add_argument("--precision", default="fp32",
+                        help="fp32 (default), fp16 or bf16: autocast (weights stay fp32); onnx: fp32 or fp16")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (eager) or onnx (ONNX Runtime on an export of the model; needs the onnx extra)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
@@ -82,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from .batch.report import Outcome
     from .batch.shard import device_for, parse_shard, placement_from_env, thread_count
     from .inference import RestoreOptions
+    from .inference.runner import PRECISIONS
     from .restore import collect_inputs, load_model, plan_jobs, prepare_output_folder
 
+    if args.precision not in PRECISIONS:  # before any folder is made or model loaded
+        raise RestorekitError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     placement = placement_from_env(parse_shard(args.shard) if args.shard else None)
     threads = thread_count(placement, args.threads)
     if threads is not None:
@@ -123,10 +128,11 @@ def make_backend(model: RestorationModel, backend: str = "torch", precision: str
         return TorchBackend(model, precision)
     if backend != "onnx":
         raise RestorekitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from .export import PRECISIONS as ONNX_PRECISIONS
     from .export.onnx import OnnxRunner, export_onnx
 
-    if precision == "bf16":
-        raise RestorekitError("--backend onnx supports fp32 and fp16, not bf16")
+    if precision not in ONNX_PRECISIONS:
+        raise RestorekitError(f"--backend onnx supports {' and '.join(ONNX_PRECISIONS)}, not {precision}")
     from .model import PreUpsampled
 
     if isinstance(model, PreUpsampled):  # the export holds the scale-1 network, not the bicubic upscale before it
