@@ -80,6 +80,18 @@ def export_onnx(
 
         graph = copy.deepcopy(graph).to(dtype)
     min_size = _tlc_min_size(net)
+    sample_size = _trace_size(sample_size, alignment, min_size, path)
+    sample = torch.rand(1, model.in_channels, *sample_size, device=device, dtype=dtype)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _trace(graph, sample, path, opset)
+    _write_metadata(path, graph, precision, min_size)
+    return path
+
+
+def _trace_size(
+    sample_size: tuple[int, int] | None, alignment: int, min_size: tuple[int, int] | None, path: Path
+) -> tuple[int, int]:
+    """The H x W to trace at: the caller's, else two alignment units plus one pixel (the padding path)."""
     if sample_size is None:
         side = 2 * max(alignment, 8) + 1
         if min_size:
@@ -88,8 +100,11 @@ def export_onnx(
         sample_size = (side, side + 2)
     if min_size and (sample_size[0] < min_size[0] or sample_size[1] < min_size[1]):
         raise ExportError(f"{path}: a TLC model must be traced at >= {min_size[0]}x{min_size[1]} (H x W)")
-    sample = torch.rand(1, model.in_channels, *sample_size, device=device, dtype=dtype)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return sample_size
+
+
+def _trace(graph: RestorationModel, sample: torch.Tensor, path: Path, opset: int) -> None:
+    """``torch.onnx.export`` of ``graph`` with dynamic batch, height and width."""
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # the tracer warns about shape arithmetic being traced, which is exactly what we want here
         warnings.simplefilter("ignore")
@@ -109,9 +124,7 @@ def export_onnx(
                 do_constant_folding=True,
             )
         except Exception as exc:
-            raise ExportError(f"{path}: ONNX export of {family} failed: {exc}") from exc
-    _write_metadata(path, graph, precision, min_size)
-    return path
+            raise ExportError(f"{path}: ONNX export of {graph.family} failed: {exc}") from exc
 
 
 def _write_metadata(path: Path, model: RestorationModel, precision: str, min_size: tuple[int, int] | None) -> None:
