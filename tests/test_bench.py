@@ -79,8 +79,9 @@ def test_bench_options_are_checked_against_the_one_tables(capsys: pytest.Capture
         BenchOptions(backend="onnx", precision="bf16")
     with pytest.raises(RestorekitError, match="--runs"):
         BenchOptions(runs=0)
-    assert cli.main(["bench", "vapsr-x4", "--precision", "fp8"]) == 2  # refused before any model is built
-    assert "fp32, fp16, bf16" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses it before any model is built
+        cli.main(["bench", "vapsr-x4", "--precision", "fp8"])
+    assert exit_info.value.code == 2 and "'fp32', 'fp16', 'bf16'" in capsys.readouterr().err
 
 
 def test_bench_cli_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import write_text_atomic
 from .errors import RestorekitError
-from .export import PRECISIONS as ONNX_PRECISIONS  # torch-free: what an ONNX export can be asked for
+from .precision import NAMES as PRECISIONS  # torch-free: --help lists them
+from .precision import ONNX_NAMES as ONNX_PRECISIONS
 
 if TYPE_CHECKING:
     import torch
@@ -272,8 +273,6 @@ class BenchOptions:
     progress: bool | None = False
 
     def __post_init__(self) -> None:
-        from .inference.runner import PRECISIONS
-
         if self.backend not in BACKENDS:
             raise RestorekitError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.precision not in PRECISIONS:
@@ -346,9 +345,9 @@ def _torch_callable(
     """``model`` and ``x`` cast to the precision (and memory format), compiled for ``compile``."""
     import torch
 
-    from .inference.runner import PRECISIONS
+    from .inference.runner import PRECISIONS as DTYPES
 
-    dtype = PRECISIONS[options.precision]
+    dtype = DTYPES[options.precision]
     model = model.to(dtype)
     x = x.to(dtype)
     if options.channels_last:
@@ -390,8 +389,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="256x256", help="input W x H (default 256x256)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (eager, default), compile (torch.compile) or onnx (ONNX Runtime; fp32/fp16)")
-    # no choices= here: the precision table (inference.runner.PRECISIONS) imports torch, which --help must not
-    parser.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or bf16; model and input cast to it")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default), fp16 or bf16; model and input cast to it")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 or mps")
     parser.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime intra-op threads (0: default)")
     parser.add_argument("--runs", type=int, default=10)

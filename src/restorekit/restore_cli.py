@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import precision as precisions
 from .errors import RestorekitError
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS  # numpy and Pillow, not PyTorch
 from .zoo import TASKS
@@ -35,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="x8 self-ensemble (8x slower, usually a little better)")
     parser.add_argument("--tlc", action=argparse.BooleanOptionalAction, default=None,
                         help="test-time local converter for global pooling (default: the preset's)")
-    # no choices= here: the one precision table (inference.runner.PRECISIONS) imports torch, which --help must not
-    parser.add_argument("--precision", default="fp32",
+    parser.add_argument("--precision", choices=precisions.NAMES, default="fp32",
                         help="fp32 (default), fp16 or bf16: autocast (weights stay fp32); onnx: fp32 or fp16")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (eager) or onnx (ONNX Runtime on an export of the model; needs the onnx extra)")
@@ -84,11 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from .batch.report import Outcome
     from .batch.shard import device_for, parse_shard, placement_from_env, thread_count
     from .inference import RestoreOptions
-    from .inference.runner import PRECISIONS
     from .restore import collect_inputs, load_model, plan_jobs, prepare_output_folder
 
-    if args.precision not in PRECISIONS:  # before any folder is made or model loaded
-        raise RestorekitError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     placement = placement_from_env(parse_shard(args.shard) if args.shard else None)
     threads = thread_count(placement, args.threads)
     if threads is not None:
@@ -128,11 +125,10 @@ def make_backend(model: RestorationModel, backend: str = "torch", precision: str
         return TorchBackend(model, precision)
     if backend != "onnx":
         raise RestorekitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from .export import PRECISIONS as ONNX_PRECISIONS
     from .export.onnx import OnnxRunner, export_onnx
 
-    if precision not in ONNX_PRECISIONS:
-        raise RestorekitError(f"--backend onnx supports {' and '.join(ONNX_PRECISIONS)}, not {precision}")
+    if precision not in precisions.ONNX_NAMES:
+        raise RestorekitError(f"--backend onnx supports {' and '.join(precisions.ONNX_NAMES)}, not {precision}")
     from .model import PreUpsampled
 
     if isinstance(model, PreUpsampled):  # the export holds the scale-1 network, not the bicubic upscale before it

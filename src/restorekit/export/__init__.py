@@ -10,16 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
+from ..precision import ONNX_NAMES
 
 if TYPE_CHECKING:
     from .onnx import ExportError, OnnxRunner, export_onnx
 
 # What an export can be asked for. Kept here, not in ``onnx``, so the verb's --help shows them without torch.
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; every op we emit exists there
-# The subset of the one precision table (``inference.runner.PRECISIONS``) that ``export_onnx`` writes:
-# fp32, or fp16 weights and graph; no bf16 export (ONNX Runtime's bfloat16 kernels are few), so
-# ``--backend onnx`` in restore and bench accepts these too. tests/test_export.py checks it is a subset.
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ONNX_NAMES  # the ONNX subset of the one precision table (restorekit.precision)
 
 __getattr__ = lazy_exports(__name__, {name: "onnx" for name in ("ExportError", "OnnxRunner", "export_onnx")})
 

@@ -15,8 +15,9 @@ from typing import Protocol
 import torch
 
 from ..errors import DeviceError, RestorekitError
+from ..precision import DTYPE_NAMES
 
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS: dict[str, torch.dtype] = {name: getattr(torch, dtype) for name, dtype in DTYPE_NAMES.items()}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
