@@ -82,3 +82,23 @@ def test_eval_and_restore_give_identical_pixels_on_unaligned_sizes(case: str, tm
     assert len(result.images) == 1
     psnr = result.images[0].psnr
     assert math.isinf(psnr), f"{case}: eval's output differs from restore's (PSNR {psnr:.2f} dB, identical = inf)"
+
+
+def test_a_grey_model_on_a_colour_file_sees_the_same_luma_in_eval_and_restore(tmp_path: Path) -> None:
+    # restore gives a 1-channel model the full-range BT.601 luma of a colour photo and puts the chroma back;
+    # with R = G = B the chroma is neutral, so the written file is the model's output in all three planes.
+    # eval must feed the model the same luma (it used to feed MATLAB's 16-235 Y: other pixels).
+    model = _randomize(_tiny("rednet"))
+    grey = np.random.default_rng(1).integers(0, 256, size=SIZE, dtype=np.uint8)
+    inputs, restored = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    restored.mkdir()
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=-1)).save(inputs / "photo.png")
+    restorekit.restore_file(inputs / "photo.png", restored / "photo.png", model)
+    with Image.open(restored / "photo.png") as out:
+        planes = np.asarray(out)
+    assert out.mode == "RGB" and (planes[..., 0] == planes[..., 1]).all() and (planes[..., 1] == planes[..., 2]).all()
+    assert planes.std() > 1
+    convention = MetricConvention(y_channel=False, crop_border=0, uint8=True, ssim="2d")
+    result = evaluate(model, EvalData(restored, lr_dir=inputs, scale=1), convention=convention)
+    assert math.isinf(result.images[0].psnr), f"eval's input differs from restore's (PSNR {result.images[0].psnr:.2f})"

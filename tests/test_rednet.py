@@ -305,11 +305,13 @@ def test_colour_luminance_is_matlab_y_on_the_full_range(tmp_path: Path) -> None:
 
 def test_eval_feeds_a_grey_scale1_model_the_upscaled_luminance_and_the_noisy_image(tmp_path: Path) -> None:
     # a RED-Net that returns its input measures exactly the bicubic floor on SR and the input on denoising:
-    # proof that eval feeds a grey scale-1 model the MATLAB-bicubic-upscaled luminance and the noisy grey image
+    # proof that eval feeds a grey scale-1 model the MATLAB-bicubic-upscaled full-range luminance (what
+    # restore gives it) and measures MATLAB's Y of it, near the floor measured on MATLAB Y itself
     from restorekit.data.datasets import read_image
     from restorekit.data.degrade import parse_degradation
     from restorekit.evaluate import EvalData, evaluate
-    from restorekit.metrics import measure, rgb_to_y
+    from restorekit.inference.pipeline import rgb_to_luma
+    from restorekit.metrics import measure, rgb_to_y, studio_range
 
     _, weights = _grey_red(tmp_path, identity=True)
     rng = np.random.default_rng(3)
@@ -317,11 +319,19 @@ def test_eval_feeds_a_grey_scale1_model_the_upscaled_luminance_and_the_noisy_ima
         smooth = F.interpolate(torch.from_numpy(rng.random((1, 3, 6, 7))), size=(36, 41), mode="bicubic")[0]
         _save_png(tmp_path / "HR" / f"im{i}.png", (smooth.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8))
     red = evaluate(str(weights), EvalData(tmp_path / "HR", scale=3), device="cpu")
-    assert red.scale == 3 and red.convention.y_channel  # crop_border None: crop = scale
+    assert red.scale == 3 and red.convention.y_channel and red.convention.uint8  # crop_border None: crop = scale
+    bicubic_down = parse_degradation("bicubic:3")
     for result, i in zip(red.images, range(2)):
-        hr = rgb_to_y(read_image(tmp_path / "HR" / f"im{i}.png", 3))[:, :36, :39]  # MATLAB Y, mod-cropped to x3
-        upscaled = imresize(parse_degradation("bicubic:3")(hr, None), size=(36, 39)).clamp(0, 1)
-        assert result.psnr == pytest.approx(measure(upscaled, hr, red.convention, scale=3)["psnr"], abs=1e-9)
+        rgb = read_image(tmp_path / "HR" / f"im{i}.png", 3)[:, :36, :39]  # mod-cropped to x3
+        luma = rgb_to_luma(rgb[None])[0]
+        upscaled = imresize(bicubic_down(luma, None), size=(36, 39)).clamp(0, 1)
+        as_saved = [(x * 255).round() / 255 for x in (upscaled, luma)]  # the convention rounds, then takes Y
+        expected = measure(*[studio_range(x) for x in as_saved], replace(red.convention, uint8=False), scale=3)
+        assert result.psnr == pytest.approx(expected["psnr"], abs=1e-9)
+        matlab_y = rgb_to_y(rgb)
+        floor_on_matlab_y = measure(imresize(bicubic_down(matlab_y, None), size=(36, 39)), matlab_y, red.convention, 3)
+        assert result.psnr == pytest.approx(floor_on_matlab_y["psnr"], abs=0.2)  # 8-bit rounding in two ranges
+        assert torch.allclose(studio_range(luma), matlab_y, atol=1e-6)  # the reference is the colour original's Y
     noisy = evaluate(str(weights), EvalData(tmp_path / "HR", degrade="awgn:25"), device="cpu")
     assert noisy.scale == 1 and 18 < noisy.images[0].psnr < 24  # sigma 25 costs about 20.2 dB
 

@@ -34,8 +34,9 @@ from .conventions import RESTORATION_RGB, SR_Y, MetricConvention
 from .data.degrade import Degradation, imresize, parse_degradation
 from .errors import ConfigError, ImageError
 from .imageio import READABLE_SUFFIXES, read_tensor
+from .inference.pipeline import rgb_to_luma
 from .inference.runner import pick_device
-from .metrics import measure, rgb_to_y
+from .metrics import measure, studio_range
 
 _GT_FOLDER_NAMES = {"hr", "gt", "target", "targets", "groundtruth", "ground_truth", "original", "clean", "sharp"}
 BICUBIC = "bicubic"  # pseudo-model name: MATLAB bicubic upscaling of the LR input
@@ -331,7 +332,7 @@ def evaluate(
         out = _restore(net, lr, dev)
         if tuple(out.shape) != tuple(hr.shape):
             raise ConfigError(f"model {name} returned {tuple(out.shape)} for {hr_file.name}, expected {tuple(hr.shape)}")
-        scores = measure(out, hr.to(out.device), convention, scale=data_scale)
+        scores = score(out, hr.to(out.device), convention, data_scale)
         results.append(ImageResult(hr_file.stem, scores["psnr"], scores["ssim"]))
         if hasattr(iterator, "set_postfix"):
             iterator.set_postfix(psnr=f"{scores['psnr']:.2f}")
@@ -470,14 +471,34 @@ def _restore(net: Any, lr: torch.Tensor, dev: torch.device) -> torch.Tensor:
 
 
 def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
-    """Grey -> RGB by repetition for 3-channel models; RGB -> MATLAB Y for 1-channel models."""
+    """Grey -> RGB by repetition for 3-channel models; RGB -> the full-range BT.601 luma for 1-channel
+    models: the function restore gives them (``rgb_to_luma``), which is also what they train on."""
     if image.shape[0] == channels:
         return image
     if channels == 3 and image.shape[0] == 1:
         return image.expand(3, -1, -1).contiguous()
     if channels == 1 and image.shape[0] == 3:
-        return rgb_to_y(image)
+        return rgb_to_luma(image[None])[0]
     raise ConfigError(f"cannot feed a {image.shape[0]}-channel image to a {channels}-channel model")
+
+
+def score(restored: torch.Tensor, reference: torch.Tensor, convention: MetricConvention, scale: int) -> dict[str, float]:
+    """PSNR/SSIM of a restored image against its reference: what ``eval`` and training validation report.
+
+    A 1-channel model works on full-range BT.601 luma (what it trains on and what restore gives it).
+    Under a Y-channel convention both sides are measured as the RGB images they stand for would be:
+    rounded to 8 bits when the convention rounds, then mapped to MATLAB's studio-range Y
+    (:func:`~restorekit.metrics.studio_range`, equal to ``rgb2ycbcr`` of the colour original). A grey file
+    is the RGB image R = G = B, whose MATLAB Y is the same mapping: BasicSR, which reads every file as
+    RGB, measures grey images that way too. Everything else goes to :func:`~restorekit.metrics.measure`
+    as it is.
+    """
+    if convention.y_channel and restored.shape[-3] == 1:
+        if convention.uint8:
+            restored, reference = ((x.clamp(0, 1) * 255).round() / 255 for x in (restored, reference))
+        restored, reference = studio_range(restored), studio_range(reference)
+        convention = replace(convention, uint8=False)  # rounded above, before the mapping, as RGB would be
+    return measure(restored, reference, convention, scale=scale)
 
 
 def write_json_atomic(document: dict[str, Any], path: str | Path) -> Path:
@@ -507,7 +528,7 @@ def evaluate_set(
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             out = model(lq[None].to(device))
         pred = out.float().clamp(0, 1).cpu()
-        for key, value in measure(pred, gt[None], convention, scale).items():
+        for key, value in score(pred, gt[None], convention, scale).items():
             totals[key] = totals.get(key, 0.0) + float(value)
     model.train(was_training)
     return {key: value / len(dataset) for key, value in totals.items()}

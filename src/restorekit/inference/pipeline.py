@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import RestorekitError
-from ..imageio import Image, from_pil, max_value, to_pil
+from ..imageio import BT601_LUMA, Image, from_pil, max_value, to_pil
 from .runner import Backend, TorchBackend, available_memory
 from .tiling import (
     SMALL_IMAGE_PIXELS,
@@ -36,7 +36,7 @@ from .tiling import (
 )
 from .tta import ensemble_x8
 
-_LUMA = (0.299, 0.587, 0.114)
+_KR, _KG, _KB = BT601_LUMA
 _RESAMPLE_RADIUS = 2  # bicubic chroma/alpha upscaling looks 2 px around each pixel
 
 
@@ -62,21 +62,30 @@ class RestoreOptions:
             raise RestorekitError(f"tile overlap must be >= 0, got {self.tile_overlap}")
 
 
+def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:
+    """NCHW RGB -> N1HW full-range BT.601 luma (``imageio.BT601_LUMA``, the one luma rule), unrounded.
+
+    Spelled out, not a sum over dim 1: a reduction's order depends on the batch size, and an image must
+    come out the same alone or in a batch. ``restorekit eval`` feeds grey models this same function.
+    """
+    return x[:, 0:1] * _KR + x[:, 1:2] * _KG + x[:, 2:3] * _KB
+
+
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
     """NCHW RGB in [0, 1] -> YCbCr, BT.601 full range (chroma centred on 0.5)."""
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    cb = (b - y) / 1.772 + 0.5  # exact inverses of ycbcr_to_rgb, so untouched chroma round-trips
-    cr = (r - y) / 1.402 + 0.5
+    r, b = x[:, 0:1], x[:, 2:3]
+    y = rgb_to_luma(x)
+    cb = (b - y) / (2 * (1 - _KB)) + 0.5  # exact inverses of ycbcr_to_rgb, so untouched chroma round-trips
+    cr = (r - y) / (2 * (1 - _KR)) + 0.5
     return torch.cat([y, cb, cr], dim=1)
 
 
 def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
     """Inverse of ``rgb_to_ycbcr``."""
     y, cb, cr = x[:, 0:1], x[:, 1:2] - 0.5, x[:, 2:3] - 0.5
-    r = y + 1.402 * cr
-    b = y + 1.772 * cb
-    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    r = y + 2 * (1 - _KR) * cr
+    b = y + 2 * (1 - _KB) * cb
+    g = (y - _KR * r - _KB * b) / _KG
     return torch.cat([r, g, b], dim=1)
 
 
@@ -106,10 +115,7 @@ def make_tile_fn(backend: Backend, channels: int, has_alpha: bool, tta: bool) ->
         if model_channels == channels:
             out = run(colour)
         elif model_channels == 3:  # grey image through an RGB model
-            rgb = run(colour.expand(-1, 3, -1, -1).contiguous())
-            # spelled out, not a sum over dim 1: a reduction's order depends on the batch size, and an
-            # image must come out the same alone or in a batch
-            out = rgb[:, 0:1] * _LUMA[0] + rgb[:, 1:2] * _LUMA[1] + rgb[:, 2:3] * _LUMA[2]
+            out = rgb_to_luma(run(colour.expand(-1, 3, -1, -1).contiguous()))
         else:  # colour image through a grey model: restore luminance, keep chroma
             ycc = rgb_to_ycbcr(colour)
             luma = run(ycc[:, :1].contiguous())
