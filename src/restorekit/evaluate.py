@@ -207,13 +207,6 @@ class BicubicUpscaler:
         return imresize(x, scale=self.scale)
 
 
-def _resolve_device(name: str | torch.device | None) -> torch.device:
-    # pick_device makes an unavailable device (--device cuda on a CPU build) a one-line error
-    if isinstance(name, torch.device):
-        return name
-    return pick_device("auto" if name is None else name)
-
-
 def _lookup_paper(preset: Any, dataset: str | None, scale: int, degradation: Degradation | None) -> dict[str, float] | None:
     if preset is None or dataset is None or not getattr(preset, "paper", None):
         return None
@@ -306,7 +299,7 @@ def evaluate(
     hr_dir = Path(data.hr_dir)  # already a Path: spelled out for the type checker
     lr_path = Path(data.lr_dir) if data.lr_dir is not None else None
     degradation = data.degradation()
-    net, dev = _pick_model(model, data.scale, degradation, lr_path, _resolve_device(device))
+    net, dev = _pick_model(model, data.scale, degradation, lr_path, pick_device("auto" if device is None else device))
 
     model_scale = int(net.scale)
     data_scale, degradation = _data_scale(net, model, data.scale, degradation, lr_path is None and not data.paired)

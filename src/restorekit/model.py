@@ -160,7 +160,7 @@ def load(
     ``device``: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``; an unavailable one is a
     ``RestorekitError``, checked before any weights are read.
     """
-    target = pick_device(str(device))
+    target = pick_device(device)
     chosen: Preset | None = None
     name = str(name_or_path)
     if name in PRESETS and not Path(name).exists():

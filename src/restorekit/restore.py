@@ -104,7 +104,7 @@ def load_model(
     """The model for a restore run: a given model, a weights file, a preset, or the task's default."""
     if isinstance(model, RestorationModel):
         return model.eval()
-    target = pick_device(str(device)) if not isinstance(device, torch.device) else device
+    target = pick_device(device)
     if weights is not None:
         if not Path(weights).is_file():
             raise WeightsError(f"{weights}: no such weights file")
