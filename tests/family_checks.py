@@ -26,3 +26,17 @@ def assert_detects_and_reproduces(family: ModuleType, config: Any, net: nn.Modul
     with torch.no_grad():
         ours, theirs = RestorationModel(clone, family.NAME, found_config), RestorationModel(net, family.NAME, config)
         assert torch.equal(ours(x), theirs(x))
+
+
+def assert_preset_detected(family: ModuleType, preset: str) -> None:
+    """A preset's full-size key layout (built on the meta device: no memory) is detected as ``family`` with
+    exactly the preset's config, and no other family claims it."""
+    from restorekit.archs import FAMILIES
+
+    with torch.device("meta"):
+        state = family.build(family.PRESETS[preset]).state_dict()
+    found_family, config = loading.detect(state)
+    assert found_family is family
+    assert config == family.PRESETS[preset]
+    others = [name for name, module in FAMILIES.items() if module is not family and module.matches(state)]
+    assert not others, f"{preset} also matches {others}"

@@ -5,12 +5,32 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 Case = TypeVar("Case")
+
+
+def outcome(action: Callable[[], Any], refused: type[BaseException], seconds: int) -> tuple[str, Any]:
+    """Run one case's ``action`` under a SIGALRM deadline: ("ok", its result), ("refused", the ``refused``
+    error it raised) or ("crashed", any other exception, a hang past ``seconds`` included)."""
+
+    def hang(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"took longer than {seconds} s (a hang)")
+
+    signal.signal(signal.SIGALRM, hang)
+    signal.alarm(seconds)
+    try:
+        return "ok", action()
+    except refused as exc:
+        return "refused", exc
+    except Exception as exc:  # noqa: BLE001 - a traceback for the user: recorded as a problem
+        return "crashed", exc
+    finally:
+        signal.alarm(0)
 
 
 def judge_all(

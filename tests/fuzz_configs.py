@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import json
 import random
-import signal
 import time
 import typing
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from fuzz_common import command_line, judge_all, outcome_problems
+from fuzz_common import command_line, judge_all, outcome, outcome_problems
 
 import restorekit.archs  # noqa: F401 - imports torch up front: a per-case alarm must never fire inside that import
 from restorekit.train.config import RULES, Range, RunConfig
@@ -203,27 +202,17 @@ def generate(folder: str | Path, n_random: int = 60, seed: int = 0) -> list[Case
     return cases
 
 
-def _alarm(signum: int, frame: Any) -> None:
-    raise TimeoutError("reading the config took longer than 10 s (a hang)")
-
-
 def load_case(case: Case) -> tuple[str, Any]:
     """("ok", RunConfig), ("refused", ConfigError) or ("crashed", any other exception) for one file."""
     from restorekit.errors import ConfigError
     from restorekit.train.config import load_config
 
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(10)
-    try:
+    def read() -> RunConfig:
         config = load_config(case.path)
         config.arch_config()  # the family's own Config validated too
-        return "ok", config
-    except ConfigError as exc:
-        return "refused", exc
-    except Exception as exc:  # noqa: BLE001 - a traceback for the user: recorded as a problem
-        return "crashed", exc
-    finally:
-        signal.alarm(0)
+        return config
+
+    return outcome(read, ConfigError, seconds=10)
 
 
 def problems(case: Case, got: str, value: Any) -> list[str]:

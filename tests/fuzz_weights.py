@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 import random
-import signal
 import time
 import zipfile
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from fuzz_common import command_line, judge_all, outcome_problems
+from fuzz_common import command_line, judge_all, outcome, outcome_problems
 from safetensors.torch import save_file
 
 from restorekit.archs import bicubic_pp, hinet, nafnet, rednet, vapsr
@@ -268,26 +267,16 @@ def generate(folder: str | Path, n_random: int = 60, seed: int = 0) -> list[Case
 SECONDS_PER_CASE = 20  # a hang is reported as a problem instead of stalling the run
 
 
-def _alarm(signum: int, frame: Any) -> None:
-    raise TimeoutError(f"took longer than {SECONDS_PER_CASE} s (a hang)")
-
-
 def load_case(case: Case) -> tuple[str, Any]:
     """("ok", model), ("refused", RestorekitError) or ("crashed", any other exception) for one file."""
     import restorekit
     from restorekit.errors import RestorekitError
 
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(SECONDS_PER_CASE)
-    try:
+    def read() -> RestorationModel:
         with torch.inference_mode():
-            return "ok", restorekit.load(case.path)
-    except RestorekitError as exc:
-        return "refused", exc
-    except Exception as exc:  # noqa: BLE001 - a traceback for the user: recorded as a problem
-        return "crashed", exc
-    finally:
-        signal.alarm(0)
+            return restorekit.load(case.path)
+
+    return outcome(read, RestorekitError, SECONDS_PER_CASE)
 
 
 def problems(case: Case, got: str, value: Any, models: dict[str, RestorationModel]) -> list[str]:

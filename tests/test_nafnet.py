@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from family_checks import assert_detects_and_reproduces
+from family_checks import assert_detects_and_reproduces, assert_preset_detected
 from spandrel_compat import spandrel_nafnet
 from torch import nn
 
 import restorekit
 from restorekit import loading
-from restorekit.archs import FAMILIES, nafnet
+from restorekit.archs import nafnet
 from restorekit.complexity import count_params
 from restorekit.errors import DetectionError
 from restorekit.loading import save_safetensors
@@ -155,13 +155,7 @@ def test_official_count_sees_every_layer() -> None:
 
 @pytest.mark.parametrize("preset", sorted(nafnet.PRESETS))
 def test_every_preset_is_detected_from_its_keys(preset: str) -> None:
-    with torch.device("meta"):
-        state = nafnet.build(nafnet.PRESETS[preset]).state_dict()
-    family, config = loading.detect(state)
-    assert family is nafnet
-    assert config == nafnet.PRESETS[preset]
-    others = [name for name, module in FAMILIES.items() if module is not nafnet and module.matches(state)]
-    assert not others, f"{preset} also matches {others}"
+    assert_preset_detected(nafnet, preset)
 
 
 @pytest.mark.parametrize("variant", sorted(TINY_VARIANTS))

@@ -17,13 +17,13 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-from family_checks import assert_detects_and_reproduces
+from family_checks import assert_detects_and_reproduces, assert_preset_detected
 from PIL import Image
 from torch import nn
 
 import restorekit
 from restorekit import loading
-from restorekit.archs import FAMILIES, vapsr
+from restorekit.archs import vapsr
 from restorekit.complexity import count_params
 from restorekit.errors import ConfigError
 from restorekit.loading import save_safetensors
@@ -119,13 +119,7 @@ def test_preset_parameter_counts(preset: str) -> None:
 
 @pytest.mark.parametrize("preset", sorted(vapsr.PRESETS))
 def test_every_preset_is_detected_from_its_keys(preset: str) -> None:
-    with torch.device("meta"):
-        state = vapsr.build(vapsr.PRESETS[preset]).state_dict()
-    family, config = loading.detect(state)
-    assert family is vapsr
-    assert config == vapsr.PRESETS[preset]
-    others = [name for name, module in FAMILIES.items() if module is not vapsr and module.matches(state)]
-    assert not others, f"{preset} also matches {others}"
+    assert_preset_detected(vapsr, preset)
 
 
 @pytest.mark.parametrize("variant", sorted(TINY_VARIANTS))
